@@ -1,0 +1,18 @@
+# `make run`: set up (once) and train the main algorithm on a small default.
+# `make test`: set up (once) and run the test suite. See README.md.
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+$(STAMP): scripts/setup.sh pyproject.toml plugins/baselines/pyproject.toml
+	VENV=$(VENV) bash scripts/setup.sh
+	touch $@
+
+.PHONY: setup run test
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/framework run +algo=pets $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(ARGS)

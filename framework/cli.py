@@ -1,0 +1,90 @@
+"""The ``framework`` command: ``framework run +algo=NAME [overrides]`` and ``framework list``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from framework.compose import prepare_overrides
+from framework.config_groups import PRIMARY_CONFIGS, group_options
+from framework.errors import UserInputError
+from framework.plugins import load_plugins
+from framework.registry import KINDS
+from framework.runner import run_experiment
+
+USAGE = """usage: framework run +algo=NAME [GROUP=OPTION ...] [key=value ...] [hydra flags]
+       framework list
+
+run    train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through
+list   installed plugins, registered components by kind, config options by group
+"""
+
+_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version")
+
+
+@hydra.main(config_path=PRIMARY_CONFIGS, config_name="config", version_base="1.3")
+def _hydra_run(cfg: DictConfig) -> None:
+    try:
+        run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except UserInputError as error:
+        print(f"framework run: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run(args: list[str]) -> int:
+    plugins = load_plugins()
+    args = prepare_overrides(args, plugins.searchpaths)
+    if not any(arg.startswith("algo=") for arg in args) and not any(
+        arg.split("=")[0] in _INFO_FLAGS for arg in args
+    ):
+        algos = group_options(plugins.searchpaths).get("algo", [])
+        print(
+            "framework run: no algorithm chosen. Add +algo=NAME; valid names: "
+            + (", ".join(algos) or "(none installed)"),
+            file=sys.stderr,
+        )
+        return 2
+    sys.argv = ["framework run", *args]
+    _hydra_run()
+    return 0
+
+
+def _list() -> int:
+    plugins = load_plugins()
+    print("Plugins (entry-point group 'framework.plugins'):")
+    for info in plugins.plugins:
+        print(f"  {info.name:<14} {info.distribution} {info.version}")
+    print("\nComponents by kind:")
+    for kind in KINDS:
+        entries = [f"{entry.name} ({entry.plugin})" for entry in plugins.registry.entries(kind)]
+        print(f"  {kind + ':':<13} {', '.join(entries) or '(none)'}")
+    print("\nConfig options by group (select with GROUP=OPTION):")
+    for group, options in group_options(plugins.searchpaths).items():
+        print(f"  {group + ':':<13} {', '.join(options)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``framework`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    commands = {"run": lambda: _run(rest), "list": _list}
+    if command in commands:
+        try:
+            return commands[command]()
+        except UserInputError as error:  # e.g. two plugins registering one name
+            print(f"framework {command}: {error}", file=sys.stderr)
+            return 2
+    print(f"framework: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Comparison algorithms, each composed from the framework's registered components."""

@@ -1,0 +1,17 @@
+"""Registers the baselines bundle and its config folder."""
+
+from __future__ import annotations
+
+from framework.plugins import hookimpl
+from framework.registry import ComponentRegistry
+from framework_baselines.pets import PETS
+
+
+@hookimpl
+def register_components(registry: ComponentRegistry, plugin: str) -> None:
+    registry.add("algo", "pets", PETS, plugin=plugin)
+
+
+@hookimpl
+def config_searchpath() -> str:
+    return "pkg://framework_baselines.configs"

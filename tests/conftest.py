@@ -1,0 +1,31 @@
+"""Shared helpers: run the `framework` command as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FRAMEWORK = [sys.executable, "-m", "framework.cli"]
+
+
+def run_framework(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run ``framework ARGS`` in ``cwd``; returns the completed process (text output)."""
+    return subprocess.run(
+        [*FRAMEWORK, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def framework_cli():
+    return run_framework
