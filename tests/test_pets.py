@@ -65,11 +65,11 @@ def test_penalty_lowers_returns_by_exactly_alpha_times_uncertainty(tmp_path, alp
         ],
     )
     for pets in (plain, penalised):
-        pets.model, pets.reward_fn = OffsetEnsemble(), None
+        pets.policy.model, pets.policy.reward_fn = OffsetEnsemble(), None
     actions = torch.rand(6, horizon, 1, generator=torch.Generator().manual_seed(0)) * 2 - 1
     obs = torch.zeros(4).numpy()  # upright and centred: no termination within the horizon
-    plain_returns = plain._sequence_returns(obs)(actions)
-    penalised_returns = penalised._sequence_returns(obs)(actions)
+    plain_returns = plain.policy.sequence_returns(obs)(actions)
+    penalised_returns = penalised.policy.sequence_returns(obs)(actions)
     torch.testing.assert_close(plain_returns, actions.sum(dim=(1, 2)))
     # The disagreement of the hand-built members is Var(OFFSETS) at every step.
     u = OFFSETS.var(unbiased=False)
@@ -124,3 +124,20 @@ def test_pets_returns_rise_on_a_tiny_task(tmp_path):
     assert np.mean(random_returns) < -8
     assert results["final_return"] == planned_returns[-1] > -5
     assert np.mean(planned_returns) > np.mean(random_returns) + 6
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["planner=icem"],
+        ["planner=mppi"],
+        ["uncertainty=total_variance", "algo.alpha=0.5"],
+        ["uncertainty=max_pairwise", "algo.alpha=0.5", "algo.learn_reward=true"],
+    ],
+)
+def test_every_planner_and_penalised_objective_runs(tmp_path, overrides):
+    cfg = compose_config(
+        ["+algo=pets", "+experiment=smoke", "progress=false", "tensorboard=false", *overrides]
+    )
+    results = run_experiment(cfg, tmp_path)
+    assert np.isfinite(results["final_return"]) and results["final_return"] > 0
