@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from framework.runner import run_experiment
 
 USAGE = """usage: framework run +algo=NAME [GROUP=OPTION ...] [key=value ...] [hydra flags]
        framework list
+       framework collect --task TASK --episodes N --noise STD --obs state|pixels|both --out DIR
 
-run    train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through
-list   installed plugins, registered components by kind, config options by group
+run      train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through
+list     installed plugins, registered components by kind, config options by group
+collect  write an offline dataset from MetaWorld's scripted policy (collect --help for more)
 """
 
 _INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version")
@@ -68,6 +71,38 @@ def _list() -> int:
     return 0
 
 
+def _collect(args: list[str]) -> int:
+    # Imported here: it loads MetaWorld and MuJoCo, which `run` and `list` do not need.
+    from framework.data.collect import collect
+    from framework.library.wrappers import OBS_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="framework collect",
+        description="Append episodes of MetaWorld's scripted policy, with Gaussian action "
+        "noise, to a dataset folder (format: docs/datasets.md).",
+    )
+    parser.add_argument("--task", required=True, help="MetaWorld task, e.g. door-open-v3")
+    parser.add_argument("--episodes", type=int, required=True)
+    parser.add_argument("--noise", type=float, required=True, help="action noise std")
+    parser.add_argument("--obs", choices=OBS_MODES, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=64, help="pixels per image side")
+    options = parser.parse_args(args)
+    rate = collect(
+        options.task,
+        options.episodes,
+        options.noise,
+        options.obs,
+        options.out,
+        options.seed,
+        options.image_size,
+    )
+    print(f"{options.task}: success rate {rate:.2f} over {options.episodes} episodes")
+    print(f"dataset: {options.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``framework`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -75,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"run": lambda: _run(rest), "list": _list}
+    commands = {"run": lambda: _run(rest), "list": _list, "collect": lambda: _collect(rest)}
     if command in commands:
         try:
             return commands[command]()

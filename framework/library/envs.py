@@ -13,7 +13,8 @@ from framework.errors import UserInputError
 from framework.interfaces import EnvFactory
 
 
-def _seeded(env: gym.Env, seed: int) -> gym.Env:
+def seeded(env: gym.Env, seed: int) -> gym.Env:
+    """Reset ``env`` with ``seed`` and seed its action space; later resets continue the stream."""
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
@@ -33,7 +34,7 @@ class GymEnvFactory(EnvFactory):
 
     def make(self, seed: int) -> gym.Env:
         env = gym.make(self.id, max_episode_steps=self.max_episode_steps, **self.kwargs)
-        return _seeded(env, seed)
+        return seeded(env, seed)
 
 
 class _ResetWithoutOptions(gym.Wrapper):
@@ -67,4 +68,4 @@ class MbrlEnvFactory(EnvFactory):
         env = gym.wrappers.TimeLimit(
             _ResetWithoutOptions(self._env_class()), self.max_episode_steps
         )
-        return _seeded(env, seed)
+        return seeded(env, seed)

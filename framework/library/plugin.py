@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from framework.library import encoders, envs, gaussian_ensemble, planners, uncertainty
+from framework.library import (
+    encoders,
+    envs,
+    gaussian_ensemble,
+    kitchen_env,
+    metaworld_env,
+    planners,
+    uncertainty,
+)
 from framework.plugins import hookimpl
 from framework.registry import ComponentRegistry
 
@@ -26,3 +34,5 @@ def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("planner", "mppi", planners.MPPIPlanner, plugin=plugin)
     registry.add("env", "gym", envs.GymEnvFactory, plugin=plugin)
     registry.add("env", "mbrl", envs.MbrlEnvFactory, plugin=plugin)
+    registry.add("env", "metaworld", metaworld_env.MetaWorldEnvFactory, plugin=plugin)
+    registry.add("env", "kitchen", kitchen_env.FrankaKitchenFactory, plugin=plugin)
