@@ -88,6 +88,9 @@ def _collect(args: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=64, help="pixels per image side")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="episode length (default: the task's, 500)"
+    )
     options = parser.parse_args(args)
     rate = collect(
         options.task,
@@ -97,6 +100,7 @@ def _collect(args: list[str]) -> int:
         options.out,
         options.seed,
         options.image_size,
+        options.max_steps,
     )
     print(f"{options.task}: success rate {rate:.2f} over {options.episodes} episodes")
     print(f"dataset: {options.out}")

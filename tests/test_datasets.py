@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 
 from framework.data import DatasetWriter, load_dataset, load_minari, observation_spec
 from framework.data.collect import collect, collect_episode
@@ -287,4 +288,9 @@ def test_collected_both_mode_episode_has_states_and_sized_images(tmp_path):
     assert load_dataset(tmp_path, action_dim=4, obs_spec=obs_spec).spec == spec_of(episode)
     with pytest.raises(UserInputError, match="valid tasks: .*door-open-v3"):
         collect("door-opn-v3", 1, 0.1, "state", tmp_path / "bad")
+    collect(
+        "drawer-close-v3", 1, 0.1, "pixels", tmp_path / "px", image_size=16, max_episode_steps=5
+    )
+    strip = np.asarray(Image.open(tmp_path / "px" / "strips" / "episode_000000.png"))
+    assert strip.shape == (16, 6 * 16, 3)  # all 6 frames of a 5-step episode, side by side
     assert not (tmp_path / "bad").exists()

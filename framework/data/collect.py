@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from framework.data.format import DatasetWriter, Episode, observation_entries
 from framework.errors import UserInputError
+from framework.evaluation import save_frame_strip
 from framework.library.metaworld_env import MetaWorldEnvFactory, scripted_policy
 
 #: Stored rewards are MetaWorld's shaped ones; sparse rewards are the ``success`` column.
@@ -59,16 +60,20 @@ def collect(
     out: Path,
     seed: int = 0,
     image_size: int = 64,
+    max_episode_steps: int | None = None,
 ) -> float:
     """Append ``episodes`` scripted episodes of ``task`` (observation mode ``obs``, frames of
     ``image_size`` pixels a side) to the dataset at ``out``; returns the
     fraction of them that reached success at some step. A run appending to an existing dataset
-    seeds its env and noise with ``seed`` plus the number of episodes already stored."""
+    seeds its env and noise with ``seed`` plus the number of episodes already stored. With
+    pixels, ``out/strips/episode_NNNNNN.png`` shows 10 evenly spaced frames of each episode."""
     if episodes < 1 or noise < 0:
         raise UserInputError(
             f"--episodes must be positive and --noise non-negative; got {episodes}, {noise}"
         )
-    factory = MetaWorldEnvFactory(task, obs, image_size, reward=REWARD)
+    factory = MetaWorldEnvFactory(
+        task, obs, image_size, reward=REWARD, max_episode_steps=max_episode_steps
+    )
     policy = scripted_policy(task).get_action
     metadata = {"env": "metaworld", "task": task, "obs": obs, "noise": noise, "seed": seed}
     metadata.update(reward=REWARD)
@@ -82,7 +87,10 @@ def collect(
     try:
         for _ in tqdm(range(episodes), desc=f"collect {task}", unit="episode"):
             episode = collect_episode(env, policy, noise, rng)
-            writer.write(episode)
+            path = writer.write(episode)
+            if "obs.pixels" in episode:
+                strip = out / "strips" / path.with_suffix(".png").name
+                save_frame_strip(episode["obs.pixels"], strip, count=10)
             successes += bool(episode["success"].any())
     finally:
         env.close()
