@@ -91,6 +91,9 @@ def _collect(args: list[str]) -> int:
     parser.add_argument(
         "--max-steps", type=int, default=None, help="episode length (default: the task's, 500)"
     )
+    parser.add_argument(
+        "--only-successful", action="store_true", help="keep only episodes that succeed"
+    )
     options = parser.parse_args(args)
     rate = collect(
         options.task,
@@ -101,8 +104,9 @@ def _collect(args: list[str]) -> int:
         options.seed,
         options.image_size,
         options.max_steps,
+        options.only_successful,
     )
-    print(f"{options.task}: success rate {rate:.2f} over {options.episodes} episodes")
+    print(f"{options.task}: scripted success rate {rate:.2f}")
     print(f"dataset: {options.out}")
     return 0
 

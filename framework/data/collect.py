@@ -61,12 +61,15 @@ def collect(
     seed: int = 0,
     image_size: int = 64,
     max_episode_steps: int | None = None,
+    only_successful: bool = False,
 ) -> float:
     """Append ``episodes`` scripted episodes of ``task`` (observation mode ``obs``, frames of
-    ``image_size`` pixels a side) to the dataset at ``out``; returns the
-    fraction of them that reached success at some step. A run appending to an existing dataset
-    seeds its env and noise with ``seed`` plus the number of episodes already stored. With
-    pixels, ``out/strips/episode_NNNNNN.png`` shows 10 evenly spaced frames of each episode."""
+    ``image_size`` pixels a side) to the dataset at ``out``; returns the fraction of the
+    episodes run that reached success at some step. With ``only_successful``, failed episodes
+    are discarded and more are run (at most ``3 * episodes`` in all) until ``episodes``
+    successful ones are stored. A run appending to an existing dataset seeds its env and noise
+    with ``seed`` plus the number of episodes already stored. With pixels,
+    ``out/strips/episode_NNNNNN.png`` shows 10 evenly spaced frames of each episode."""
     if episodes < 1 or noise < 0:
         raise UserInputError(
             f"--episodes must be positive and --noise non-negative; got {episodes}, {noise}"
@@ -83,15 +86,28 @@ def collect(
     start = seed + len(writer)
     env = factory.make(start)
     rng = np.random.default_rng(start)
-    successes = 0
+    successes = attempts = stored = 0
+    progress = tqdm(total=episodes, desc=f"collect {task}", unit="episode")
     try:
-        for _ in tqdm(range(episodes), desc=f"collect {task}", unit="episode"):
+        while stored < episodes:
+            if attempts == 3 * episodes:
+                raise UserInputError(
+                    f"only {stored} of {attempts} scripted {task} episodes succeeded with noise "
+                    f"{noise}; lower --noise or drop --only-successful"
+                )
             episode = collect_episode(env, policy, noise, rng)
+            attempts += 1
+            succeeded = bool(episode["success"].any())
+            successes += succeeded
+            if only_successful and not succeeded:
+                continue
             path = writer.write(episode)
             if "obs.pixels" in episode:
                 strip = out / "strips" / path.with_suffix(".png").name
                 save_frame_strip(episode["obs.pixels"], strip, count=10)
-            successes += bool(episode["success"].any())
+            stored += 1
+            progress.update()
     finally:
+        progress.close()
         env.close()
-    return successes / episodes
+    return successes / attempts
