@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 FRAMEWORK = [sys.executable, "-m", "framework.cli"]
 
@@ -24,6 +25,16 @@ def run_framework(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny networks run fastest on one intra-op thread; on a loaded 2-core machine a second
+    thread only contends (seen here: an Adam step 100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

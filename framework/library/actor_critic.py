@@ -1,0 +1,189 @@
+"""Actor-critic parts for learning in imagination (Dreamer-style), shared by MOTO and baselines.
+
+Features are whatever the world model gives per latent state (e.g. the concatenated GRU state and
+stochastic latent), ``(..., feature_dim)``; every network maps the last axis only, so the same
+modules serve ``(batch, feature_dim)`` starts and ``(batch, horizon, feature_dim)`` rollouts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
+
+from framework.library.layers import mlp
+
+#: Dataset actions are pulled this far inside ``[-1, 1]`` before ``atanh``; scripted policies
+#: often emit exactly ±1, whose pre-tanh value is infinite.
+ACTION_EDGE = 1e-5
+
+
+@dataclass
+class ActionSample:
+    """A reparameterised action and its log-density under the policy that drew it.
+
+    ``action``: ``(..., action_dim)`` in ``(-1, 1)``, differentiable in the policy's parameters.
+    ``log_prob``: ``(...,)`` nats, ``log π(a|s)`` with the tanh correction. ``-log_prob`` is a
+    one-sample unbiased estimate of the policy's entropy at ``s``.
+    """
+
+    action: torch.Tensor
+    log_prob: torch.Tensor
+
+
+class TanhGaussianActor(nn.Module):
+    """``π(a|s) = tanh(u)``, ``u ~ N(μ(s), diag σ(s)²)``: features ``(..., feature_dim)`` to a
+    distribution over actions in ``[-1, 1]^action_dim``.
+
+    The log-std is squashed into ``[log_std_min, log_std_max]`` (CleanRL's SAC actor):
+    ``log σ = min + ½ (max − min)(tanh(x) + 1)``. Densities of actions include the change of
+    variables ``log π(a|s) = log N(u; μ, σ) − Σ_i log(1 − tanh(u_i)²)``, computed by
+    :class:`torch.distributions.TanhTransform` in its numerically stable form.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        action_dim: int,
+        hidden_dim: int = 256,
+        layers: int = 2,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.net = mlp([feature_dim] + [hidden_dim] * layers + [2 * action_dim], layer_norm=True)
+
+    def distribution(self, features: torch.Tensor) -> TransformedDistribution:
+        """The action distribution at each feature row; batch shape ``features.shape[:-1]``,
+        event shape ``(action_dim,)``."""
+        mean, raw_log_std = self.net(features).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
+            torch.tanh(raw_log_std) + 1.0
+        )
+        # cache_size=1 lets log_prob of a freshly drawn action reuse its pre-tanh value u
+        # instead of atanh(a), which is inexact (and infinite) where tanh saturates.
+        return TransformedDistribution(
+            Independent(Normal(mean, log_std.exp()), 1), [TanhTransform(cache_size=1)]
+        )
+
+    def sample(self, features: torch.Tensor) -> ActionSample:
+        """Draw ``a = tanh(μ + σ·ε)`` with ``rsample`` (gradients reach the actor through ``a``)."""
+        dist = self.distribution(features)
+        action = dist.rsample()
+        return ActionSample(action=action, log_prob=dist.log_prob(action))
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π(a|s)`` ``(...,)`` of given actions ``(..., action_dim)`` (e.g. dataset
+        actions), clamped to ``±(1 − ACTION_EDGE)`` first so that ``atanh`` stays finite."""
+        edge = 1.0 - ACTION_EDGE
+        return self.distribution(features).log_prob(actions.clamp(-edge, edge))
+
+    def entropy(self, features: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """Monte Carlo entropy ``H[π(·|s)] ≈ −(1/K) Σ_k log π(a_k|s)``, ``(...,)`` nats.
+
+        A tanh-Gaussian has no closed-form entropy; the estimate is differentiable (``rsample``).
+        """
+        dist = self.distribution(features)
+        actions = dist.rsample((samples,))
+        return -dist.log_prob(actions).mean(dim=0)
+
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """The deterministic action ``tanh(μ(s))`` ``(..., action_dim)``, for evaluation."""
+        mean, _ = self.net(features).chunk(2, dim=-1)
+        return torch.tanh(mean)
+
+
+class BehaviourPrior(TanhGaussianActor):
+    """``π_β``: a tanh-Gaussian policy fitted by maximum likelihood to the dataset's actions at
+    the world model's (posterior) features. Minimise :meth:`nll` with any optimiser; in the actor
+    loss it scores the actor's actions through :meth:`log_prob` (freeze it there)."""
+
+    def nll(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood ``−mean log π_β(a|s)`` (scalar, nats) of dataset
+        ``actions`` ``(..., action_dim)`` at ``features`` ``(..., feature_dim)``."""
+        return -self.log_prob(features, actions).mean()
+
+
+class Critic(nn.Module):
+    """``V(s)``: features ``(..., feature_dim)`` to values ``(...,)``, with a slow target copy.
+
+    ``target`` starts equal to ``online`` and only moves through :meth:`update_target`; its
+    parameters never take gradients. Optimise ``critic.online.parameters()``.
+    """
+
+    def __init__(self, feature_dim: int, hidden_dim: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        self.online = mlp([feature_dim] + [hidden_dim] * layers + [1], layer_norm=True)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Online values ``(...,)``."""
+        return self.online(features).squeeze(-1)
+
+    def target_value(self, features: torch.Tensor) -> torch.Tensor:
+        """Target-network values ``(...,)``: the bootstrap for λ-returns.
+
+        Gradients reach ``features`` (the actor needs ``∂V/∂s`` when back-propagating through
+        the dynamics) but never the target's parameters; detach where it is a regression target.
+        """
+        return self.target(features).squeeze(-1)
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        """Polyak step ``θ' ← θ' + τ (θ − θ')`` for every parameter.
+
+        ``tau = 1`` copies the online critic (a hard update: call it every N steps); a small
+        ``tau`` called every step gives the exponential moving average.
+        """
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"update_target needs tau in (0, 1]; got {tau}")
+        for target, online in zip(self.target.parameters(), self.online.parameters(), strict=True):
+            target.lerp_(online, tau)
+
+
+def actor_loss(
+    returns: torch.Tensor,
+    log_prob_behaviour: torch.Tensor,
+    entropy: torch.Tensor,
+    beta: float,
+    entropy_scale: float,
+) -> torch.Tensor:
+    """Dreamer-style actor loss (dynamics back-propagation) with MOTO's behaviour regulariser.
+
+    All inputs share one shape, e.g. ``(batch, horizon)`` over imagined states ``s_t``:
+    ``returns`` the λ-returns ``R_t`` (differentiable through the model into the actor's
+    actions: do not detach), ``log_prob_behaviour`` ``log π_β(a_t|s_t)`` of the actor's own
+    actions under the frozen behaviour prior, ``entropy`` an estimate of ``H[π(·|s_t)]``.
+
+    Minimised (so each term is negated to be maximised)::
+
+        loss = −mean(R_t) − β · mean(log π_β(a_t|s_t)) − η · mean(H[π(·|s_t)])
+
+    This is the ``−β log π_β(a|s)`` form of MOTO's regulariser, not ``β·KL(π ‖ π_β)``. Since
+    ``KL(π ‖ π_β) = −H[π] − E_π[log π_β]``, the KL form is this loss with ``η`` replaced by
+    ``η + β``. ``β = 0`` is Dreamer's actor loss (MOTO's "no policy regularisation" ablation).
+    """
+    if not returns.shape == log_prob_behaviour.shape == entropy.shape:
+        raise ValueError(
+            f"actor_loss expects returns, log_prob_behaviour and entropy of one shape; got "
+            f"{tuple(returns.shape)}, {tuple(log_prob_behaviour.shape)}, {tuple(entropy.shape)}"
+        )
+    return -returns.mean() - beta * log_prob_behaviour.mean() - entropy_scale * entropy.mean()
+
+
+def critic_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Regression of online values onto stop-gradient λ-returns: ``½ mean((V(s_t) − sg(R_t))²)``.
+
+    ``values`` and ``targets`` share one shape, e.g. ``(batch, horizon)``.
+    """
+    if values.shape != targets.shape:
+        raise ValueError(
+            f"critic_loss expects values and targets of one shape; got "
+            f"{tuple(values.shape)} and {tuple(targets.shape)}"
+        )
+    return 0.5 * (values - targets.detach()).pow(2).mean()

@@ -1,0 +1,58 @@
+"""Return targets for actor-critic learning in imagination (Dreamer-style TD(λ))."""
+
+from __future__ import annotations
+
+import torch
+
+
+def lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float
+) -> torch.Tensor:
+    """TD(λ) returns of imagined rollouts, computed backwards from the bootstrap value.
+
+    ``rewards`` ``(batch, horizon)``: ``r_t``, the reward of the step from ``s_t``.
+    ``values`` ``(batch, horizon + 1)``: ``v_t = V(s_t)`` for ``t = 0..H``; ``v_H`` closes the tail.
+    ``discounts`` ``(batch, horizon)``: ``γ_t = γ · c_t``, the discount times the predicted
+    probability that the episode continues after step ``t`` (just ``γ`` without terminations).
+    ``lam``: λ in ``[0, 1]``; 0 gives one-step TD targets, 1 discounted Monte Carlo plus bootstrap.
+
+    Returns ``(batch, horizon)``: ``R_t`` for ``t = 0..H-1``, where::
+
+        R_H = v_H
+        R_t = r_t + γ_t · [(1 - λ) · v_{t+1} + λ · R_{t+1}]
+
+    Differentiable in all three inputs; detach the result where it is a regression target.
+    """
+    batch, horizon = rewards.shape
+    if values.shape != (batch, horizon + 1) or discounts.shape != (batch, horizon):
+        raise ValueError(
+            f"lambda_returns expects rewards (B, H), values (B, H+1), discounts (B, H); got "
+            f"{tuple(rewards.shape)}, {tuple(values.shape)}, {tuple(discounts.shape)}"
+        )
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda_returns needs lam in [0, 1]; got {lam}")
+    next_return = values[:, -1]  # R_H = v_H
+    returns = []
+    for t in reversed(range(horizon)):
+        next_return = rewards[:, t] + discounts[:, t] * (
+            (1.0 - lam) * values[:, t + 1] + lam * next_return
+        )
+        returns.append(next_return)
+    return torch.stack(returns[::-1], dim=1)
+
+
+def penalised_rewards(
+    rewards: torch.Tensor, uncertainty: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """MOTO's pessimistic reward ``r̃ = r̂ − α · u``.
+
+    ``rewards`` and ``uncertainty`` share one shape (e.g. ``(batch, horizon)``); ``u`` is an
+    :class:`~framework.interfaces.UncertaintyEstimator`'s value, so ``α`` converts its units into
+    reward units. ``α = 0`` is the "no epistemic uncertainty" ablation.
+    """
+    if rewards.shape != uncertainty.shape:
+        raise ValueError(
+            f"penalised_rewards expects rewards and uncertainty of one shape; got "
+            f"{tuple(rewards.shape)} and {tuple(uncertainty.shape)}"
+        )
+    return rewards - alpha * uncertainty
