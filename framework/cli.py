@@ -31,8 +31,11 @@ _INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "-
 
 @hydra.main(config_path=PRIMARY_CONFIGS, config_name="config", version_base="1.3")
 def _hydra_run(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir))
+        results = run_experiment(cfg, run_dir)
+        summary = ", ".join(f"{key} {value:g}" for key, value in results.items())
+        print(f"{cfg.algo.name}: {summary}\noutputs: {run_dir}")
     except UserInputError as error:
         print(f"framework run: {error}", file=sys.stderr)
         sys.exit(2)

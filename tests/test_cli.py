@@ -81,6 +81,7 @@ def test_smoke_run_writes_config_logs_checkpoint_and_results(framework_cli, tmp_
     )
     assert result.returncode == 0, result.stderr
     assert "PETS episodes" in result.stderr  # the progress bar
+    assert f"outputs: {run_dir}" in result.stdout and "pets: final_return" in result.stdout
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["uncertainty"]["name"] == "disagreement" and saved["algo"]["alpha"] == 0.5
     with open(run_dir / "episodes.csv") as file:
