@@ -14,10 +14,10 @@ from framework.errors import UserInputError
 from framework.interfaces import EnvFactory
 from framework.library.envs import seeded
 from framework.library.wrappers import (
-    OBS_MODES,
     ActionRepeat,
     OwnGLContext,
     StatePixelObservation,
+    check_observation_settings,
     set_render_effects,
 )
 
@@ -66,15 +66,7 @@ class FrankaKitchenFactory(EnvFactory):
                 f"env.tasks must name Franka Kitchen tasks; got {list(tasks)}. Valid tasks: "
                 f"{', '.join(OBS_ELEMENT_GOALS)}"
             )
-        if obs_mode not in OBS_MODES:
-            raise UserInputError(
-                f"env.obs_mode must be one of {', '.join(OBS_MODES)}; got {obs_mode!r}"
-            )
-        if action_repeat < 1 or image_size < 1:
-            raise UserInputError(
-                f"env.action_repeat and env.image_size must be positive; got {action_repeat} "
-                f"and {image_size}"
-            )
+        check_observation_settings(obs_mode, image_size, action_repeat)
         self.tasks, self.obs_mode, self.image_size = list(tasks), obs_mode, image_size
         self.action_repeat, self.shadows, self.reflections = action_repeat, shadows, reflections
         self.max_episode_steps = max_episode_steps

@@ -19,11 +19,11 @@ from framework.errors import UserInputError
 from framework.interfaces import EnvFactory
 from framework.library.envs import seeded
 from framework.library.wrappers import (
-    OBS_MODES,
     ActionRepeat,
     OwnGLContext,
     StatePixelObservation,
     SuccessReward,
+    check_observation_settings,
     set_render_effects,
 )
 
@@ -110,18 +110,10 @@ class MetaWorldEnvFactory(EnvFactory):
         max_episode_steps: int | None = None,
     ) -> None:
         _check_task(task)
-        for key, value, valid in [
-            ("obs_mode", obs_mode, OBS_MODES),
-            ("camera", camera, CAMERAS),
-            ("reward", reward, REWARDS),
-        ]:
+        check_observation_settings(obs_mode, image_size, action_repeat)
+        for key, value, valid in [("camera", camera, CAMERAS), ("reward", reward, REWARDS)]:
             if value not in valid:
                 raise UserInputError(f"env.{key} must be one of {', '.join(valid)}; got {value!r}")
-        if action_repeat < 1 or image_size < 1:
-            raise UserInputError(
-                f"env.action_repeat and env.image_size must be positive; got {action_repeat} "
-                f"and {image_size}"
-            )
         if max_episode_steps is not None and not 1 <= max_episode_steps <= HORIZON:
             raise UserInputError(
                 f"env.max_episode_steps must be between 1 and MetaWorld's horizon {HORIZON} "

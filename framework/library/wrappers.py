@@ -18,10 +18,26 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
 
+from framework.errors import UserInputError
+
 #: Observation modes: a float32 vector, a uint8 (3, H, W) image, or a dict of both.
 OBS_MODES = ("state", "pixels", "both")
 
 StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
+
+
+def check_observation_settings(obs_mode: str, image_size: int, action_repeat: int) -> None:
+    """Reject an unknown observation mode or a non-positive image size or action repeat, with
+    the config key in the message; shared by the env factories."""
+    if obs_mode not in OBS_MODES:
+        raise UserInputError(
+            f"env.obs_mode must be one of {', '.join(OBS_MODES)}; got {obs_mode!r}"
+        )
+    if action_repeat < 1 or image_size < 1:
+        raise UserInputError(
+            f"env.action_repeat and env.image_size must be positive; got {action_repeat} "
+            f"and {image_size}"
+        )
 
 
 class ActionRepeat(gym.Wrapper):
