@@ -4,7 +4,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-$(STAMP): scripts/setup.sh pyproject.toml plugins/baselines/pyproject.toml
+$(STAMP): scripts/setup.sh pyproject.toml plugins/moto/pyproject.toml plugins/baselines/pyproject.toml
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $@
 

@@ -20,7 +20,7 @@ pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # multi-GB CUDA build.
 "${pip[@]}" torch==2.13.0
 # The framework, its bundles and the test tools.
-"${pip[@]}" -e ".[test]" -e plugins/baselines
+"${pip[@]}" -e ".[test]" -e plugins/moto -e plugins/baselines
 # mbrl-lib without its dependencies: its metadata pins gymnasium 0.26, hydra-core 1.0 and
 # omegaconf<2.1, which clash with metaworld 3. Its models, planners and replay work with the
 # versions above (tests/test_mbrl_parts.py proves the parts we use).

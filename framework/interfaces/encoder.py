@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,9 +20,12 @@ class Encoder(nn.Module, ABC):
         shape ``(batch, feature_dim)``.
     Set:
         ``feature_dim``: the size of the returned feature vector.
+        ``observation`` (class attribute): which observation it reads, ``"state"`` (vectors,
+        the default) or ``"pixels"`` (images); algorithms ask the env for that mode.
     """
 
     feature_dim: int
+    observation: ClassVar[str] = "state"
 
     @abstractmethod
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

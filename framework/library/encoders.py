@@ -65,6 +65,8 @@ class ConvEncoder(Encoder):
     channels, ELU), flattened. Takes ``uint8`` images ``(batch, channels, height, width)`` and
     scales them to ``[-0.5, 0.5]`` itself."""
 
+    observation = "pixels"
+
     def __init__(self, obs_shape: Sequence[int], depth: int = 32) -> None:
         super().__init__()
         if len(obs_shape) != 3:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; mujoco reads it when imported
 
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import metaworld  # importing it registers the Meta-World/* gymnasium ids
 import mujoco
 from metaworld.policies import ENV_POLICY_MAP
@@ -16,7 +18,7 @@ from metaworld.policies.policy import Policy as MetaWorldPolicy
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from framework.errors import UserInputError
-from framework.interfaces import EnvFactory
+from framework.interfaces import Demonstrator, EnvFactory
 from framework.library.envs import seeded
 from framework.library.wrappers import (
     ActionRepeat,
@@ -123,6 +125,17 @@ class MetaWorldEnvFactory(EnvFactory):
         self.action_repeat, self.reward = action_repeat, reward
         self.shadows, self.reflections = shadows, reflections
         self.max_episode_steps = max_episode_steps
+
+    def demonstrator(self) -> Demonstrator:
+        """The task's scripted policy; it gets a copy of the state (some policies edit it)."""
+        policy = scripted_policy(self.task)
+
+        def act(state: np.ndarray) -> np.ndarray:
+            with warnings.catch_warnings():  # its P-controllers warn whenever they saturate
+                warnings.filterwarnings("ignore", "Constant\\(s\\) may be too high")
+                return policy.get_action(state.copy())
+
+        return act
 
     def make(self, seed: int) -> gym.Env:
         render = (

@@ -9,6 +9,8 @@ from framework.library import (
     kitchen_env,
     metaworld_env,
     planners,
+    point_env,
+    rssm,
     uncertainty,
 )
 from framework.plugins import hookimpl
@@ -29,6 +31,7 @@ def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("encoder", "mlp", encoders.MLPEncoder, plugin=plugin)
     registry.add("encoder", "conv", encoders.ConvEncoder, plugin=plugin)
     registry.add("dynamics", "gaussian_mlp", gaussian_ensemble.GaussianMLPEnsemble, plugin=plugin)
+    registry.add("dynamics", "latent_ensemble", rssm.LatentEnsembleHeads, plugin=plugin)
     registry.add("planner", "cem", planners.CEMPlanner, plugin=plugin)
     registry.add("planner", "icem", planners.ICEMPlanner, plugin=plugin)
     registry.add("planner", "mppi", planners.MPPIPlanner, plugin=plugin)
@@ -36,3 +39,4 @@ def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("env", "mbrl", envs.MbrlEnvFactory, plugin=plugin)
     registry.add("env", "metaworld", metaworld_env.MetaWorldEnvFactory, plugin=plugin)
     registry.add("env", "kitchen", kitchen_env.FrankaKitchenFactory, plugin=plugin)
+    registry.add("env", "point", point_env.PointReachFactory, plugin=plugin)

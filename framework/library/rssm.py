@@ -175,7 +175,11 @@ class RSSM(nn.Module):
         hidden_dim: int = 200,
         ensemble_size: int = 7,
         min_std: float = 0.1,
+        heads: LatentEnsembleHeads | None = None,
     ) -> None:
+        """``heads`` replaces the default ``ensemble_size`` one-layer heads (e.g. a
+        ``latent_ensemble`` built from the ``dynamics`` config); it must map ``deter_dim``
+        states to ``stoch_dim`` latents and take no action."""
         super().__init__()
         self.deter_dim, self.stoch_dim, self.action_dim = deter_dim, stoch_dim, action_dim
         self.min_std = min_std
@@ -183,9 +187,17 @@ class RSSM(nn.Module):
         self.img_in = nn.Sequential(nn.Linear(stoch_dim + action_dim, hidden_dim), nn.ELU())
         self.cell = nn.GRUCell(hidden_dim, deter_dim)
         self.posterior_net = mlp([deter_dim + embed_dim, hidden_dim, 2 * stoch_dim])
-        self.heads = LatentEnsembleHeads(
-            deter_dim, 0, stoch_dim, ensemble_size, hidden_dim, layers=1, min_std=min_std
-        )
+        if heads is None:
+            heads = LatentEnsembleHeads(
+                deter_dim, 0, stoch_dim, ensemble_size, hidden_dim, layers=1, min_std=min_std
+            )
+        if (heads.state_dim, heads.action_dim, heads.stoch_dim) != (deter_dim, 0, stoch_dim):
+            raise ValueError(
+                f"RSSM heads must map deter_dim={deter_dim} states (no action) to "
+                f"stoch_dim={stoch_dim} latents; got state_dim={heads.state_dim}, "
+                f"action_dim={heads.action_dim}, stoch_dim={heads.stoch_dim}"
+            )
+        self.heads = heads
 
     def initial(self, batch: int, device: torch.device | None = None) -> LatentState:
         """All-zero states for ``batch`` sequences."""
@@ -195,6 +207,38 @@ class RSSM(nn.Module):
     def _recur(self, state: LatentState, action: torch.Tensor) -> torch.Tensor:
         """Next deterministic state ``(B, h)`` from ``state`` and the action ``(B, A)``."""
         return self.cell(self.img_in(torch.cat([state.stoch, action], dim=-1)), state.deter)
+
+    def _filter(
+        self,
+        state: LatentState,
+        action: torch.Tensor,
+        embed: torch.Tensor,
+        keep: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[LatentState, torch.Tensor, torch.Tensor]:
+        """One filtering step: state and action zeroed where ``keep`` ``(B, 1)`` is 0, then
+        the posterior from the new deterministic state and ``embed``; returns the sampled
+        state and the posterior's mean and std."""
+        state = LatentState(state.deter * keep, state.stoch * keep)
+        deter = self._recur(state, action * keep)
+        raw = self.posterior_net(torch.cat([deter, embed], dim=-1))
+        mean, std = _gaussian_stats(raw, self.min_std)
+        return LatentState(deter, _sample(mean, std, generator)), mean, std
+
+    def observe_step(
+        self,
+        state: LatentState | None,
+        action: torch.Tensor,
+        embed: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> LatentState:
+        """Filter one new observation while acting: ``state`` ``(B, ·)`` from the previous
+        call (``None`` at an episode's first observation, which zeroes the state and the
+        action), ``action`` ``(B, A)`` the action taken since, ``embed`` ``(B, E)``."""
+        batch = embed.shape[0]
+        keep = torch.full((batch, 1), float(state is not None), device=embed.device)
+        state = self.initial(batch, embed.device) if state is None else state
+        return self._filter(state, action, embed, keep, generator)[0]
 
     def observe(
         self,
@@ -210,12 +254,10 @@ class RSSM(nn.Module):
         keep = (~is_first.bool()).to(embeds.dtype).unsqueeze(-1)  # (B, T, 1)
         deters, stochs, means, stds = [], [], [], []
         for t in range(length):
-            state = LatentState(state.deter * keep[:, t], state.stoch * keep[:, t])
-            deter = self._recur(state, actions[:, t] * keep[:, t])
-            raw = self.posterior_net(torch.cat([deter, embeds[:, t]], dim=-1))
-            mean, std = _gaussian_stats(raw, self.min_std)
-            state = LatentState(deter, _sample(mean, std, generator))
-            deters.append(deter)
+            state, mean, std = self._filter(
+                state, actions[:, t], embeds[:, t], keep[:, t], generator
+            )
+            deters.append(state.deter)
             stochs.append(state.stoch)
             means.append(mean)
             stds.append(std)

@@ -1,0 +1,324 @@
+"""A latent-model agent learning in imagination: a world model (encoder, RSSM with an ensemble of
+transition heads, decoder, reward head), an actor and a critic trained on fresh imagined
+rollouts from real latent states, and an optional behaviour prior that regularises the actor.
+
+With ``alpha = 0`` and ``beta = 0`` this is DreamerV2's agent (continuous actions, dynamics
+back-propagation); ``alpha > 0`` penalises imagined rewards by the ensemble's uncertainty and
+``beta > 0`` pulls the actor toward the behaviour prior, as MOTO does. No termination head:
+the tasks served here end by time limit only, so every imagined step is discounted by γ alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from framework.errors import UserInputError
+from framework.interfaces import Encoder, UncertaintyEstimator
+from framework.library.actor_critic import (
+    BehaviourPrior,
+    Critic,
+    TanhGaussianActor,
+    actor_loss,
+    critic_loss,
+)
+from framework.library.returns import lambda_returns, penalised_rewards
+from framework.library.rssm import (
+    RSSM,
+    ConvDecoder,
+    LatentEnsembleHeads,
+    LatentState,
+    MLPDecoder,
+    ObservationDecoder,
+    WorldModel,
+)
+from framework.registry import ComponentRegistry
+from framework.typed_config import typed_settings
+
+
+@dataclass(frozen=True)
+class ImaginationSettings:
+    """How the actor and critic learn from imagined rollouts.
+
+    ``horizon`` H imagined steps from every posterior state of a batch; ``gamma``/``lam`` the
+    λ-return; ``alpha`` the uncertainty penalty ``r̃ = r̂ − α·u``; ``beta`` the weight of
+    ``−log π_β(a|s)`` in the actor loss (needs a behaviour prior when positive);
+    ``entropy_scale`` the entropy bonus; ``critic_tau`` the Polyak rate of the target critic
+    (every update); ``start_states`` a random subset of that many posterior states to start
+    from (``0``: all of them).
+    """
+
+    horizon: int = 15
+    gamma: float = 0.99
+    lam: float = 0.95
+    alpha: float = 1.0
+    beta: float = 1.0
+    entropy_scale: float = 1e-4
+    critic_tau: float = 0.01
+    start_states: int = 0
+
+
+@dataclass(frozen=True)
+class OptimiserSettings:
+    """Adam learning rates of the four parts and the gradient-norm clip applied to each."""
+
+    model_lr: float = 3e-4
+    actor_lr: float = 8e-5
+    critic_lr: float = 8e-5
+    prior_lr: float = 3e-4
+    grad_clip: float = 100.0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """An imagined rollout scored for learning, each ``(B, H)``: the model's rewards, the
+    uncertainty ``u``, the penalised rewards and the λ-returns."""
+
+    rewards: torch.Tensor
+    uncertainty: torch.Tensor
+    penalised: torch.Tensor
+    returns: torch.Tensor
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Parameters of ``modules`` take no gradients inside the block (inputs still do), so a
+    loss back-propagated through them reaches only what lies before them."""
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def build_world_model(
+    encoder: Encoder,
+    heads: LatentEnsembleHeads,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    deter_dim: int = 200,
+    stoch_dim: int = 30,
+    hidden_dim: int = 200,
+    min_std: float = 0.1,
+    decoder_hidden_dim: int = 400,
+    decoder_layers: int = 2,
+    conv_depth: int = 32,
+    reward_hidden_dim: int = 400,
+    reward_layers: int = 2,
+    kl_balance: float = 0.8,
+    free_nats: float = 1.0,
+    kl_scale: float = 1.0,
+    reward_scale: float = 1.0,
+) -> WorldModel:
+    """A :class:`WorldModel` around ``encoder`` and the transition ``heads``: a conv decoder
+    for image observations ``(3, 64, 64)``, an MLP decoder for vectors."""
+    rssm = RSSM(
+        encoder.feature_dim,
+        action_dim,
+        deter_dim,
+        stoch_dim,
+        hidden_dim,
+        min_std=min_std,
+        heads=heads,
+    )
+    decoder: ObservationDecoder
+    if len(obs_shape) == 3:
+        decoder = ConvDecoder(rssm.feature_dim, obs_shape, conv_depth)
+    else:
+        decoder = MLPDecoder(rssm.feature_dim, obs_shape[0], decoder_hidden_dim, decoder_layers)
+    return WorldModel(
+        encoder,
+        rssm,
+        decoder,
+        reward_hidden_dim,
+        reward_layers,
+        kl_balance,
+        free_nats,
+        kl_scale,
+        reward_scale,
+    )
+
+
+class LatentAgent(nn.Module):
+    """World model, actor, critic and optional behaviour prior, with their optimisers.
+
+    Batches are sequence windows as :class:`~framework.replay.SequenceReplay` samples them
+    (DreamerV3 row layout), as tensors: ``obs`` ``(B, T, *obs_shape)``, ``action``
+    ``(B, T, A)``, ``reward`` ``(B, T)``, ``is_first`` ``(B, T)``.
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        actor: TanhGaussianActor,
+        critic: Critic,
+        uncertainty: UncertaintyEstimator,
+        prior: BehaviourPrior | None,
+        imagination: ImaginationSettings,
+        optimisers: OptimiserSettings,
+    ) -> None:
+        super().__init__()
+        if imagination.beta > 0 and prior is None:
+            raise ValueError("beta > 0 regularises the actor toward a behaviour prior; none given")
+        self.world_model, self.actor, self.critic, self.prior = world_model, actor, critic, prior
+        self.uncertainty, self.imagination = uncertainty, imagination
+        self.grad_clip = optimisers.grad_clip
+        self.optimisers = {
+            "model": torch.optim.Adam(world_model.parameters(), optimisers.model_lr),
+            "actor": torch.optim.Adam(actor.parameters(), optimisers.actor_lr),
+            "critic": torch.optim.Adam(critic.online.parameters(), optimisers.critic_lr),
+        }
+        if prior is not None:
+            self.optimisers["prior"] = torch.optim.Adam(prior.parameters(), optimisers.prior_lr)
+
+    def _step(self, name: str, loss: torch.Tensor, module: nn.Module) -> float:
+        """One clipped Adam step of ``module`` on ``loss``; returns the gradient norm."""
+        optimiser = self.optimisers[name]
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        optimiser.step()
+        return float(norm)
+
+    def update(self, batch: Mapping[str, torch.Tensor], fit_prior: bool) -> dict[str, float]:
+        """One update of every part on ``batch``: the world model's ELBO, the behaviour prior's
+        likelihood of the batch's actions (when ``fit_prior``), then actor and critic on
+        rollouts imagined from the batch's posterior states. Returns scalar metrics."""
+        terms, observed = self.world_model.elbo(
+            batch["obs"], batch["action"], batch["reward"], batch["is_first"]
+        )
+        metrics = {f"model_{key}": float(value.detach()) for key, value in terms.items()}
+        metrics["model_grad_norm"] = self._step("model", terms["total"], self.world_model)
+        features = observed.posterior.features.detach()
+        if fit_prior and self.prior is not None:
+            # Row t+1's action was taken at row t's state; windows never cross episodes.
+            prior_nll = self.prior.nll(features[:, :-1], batch["action"][:, 1:])
+            self._step("prior", prior_nll, self.prior)
+            metrics["prior_nll"] = float(prior_nll)
+        start = observed.posterior.flatten_detached()
+        if self.imagination.start_states and self.imagination.start_states < len(start.deter):
+            picks = torch.randperm(len(start.deter), device=start.deter.device)
+            picks = picks[: self.imagination.start_states]
+            start = LatentState(start.deter[picks], start.stoch[picks])
+        metrics.update(self._update_actor_critic(start))
+        return metrics
+
+    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, Rollout]:
+        """Roll the actor ``horizon`` steps from ``start`` through the model (world model frozen,
+        gradients reaching the actor through its actions). Returns the states ``s_0..s_H``
+        ``(B, H+1, F)``, the actions ``a_0..a_{H-1}`` ``(B, H, A)`` and the scored rollout."""
+        settings = self.imagination
+        with frozen(self.world_model):
+            rollout = self.world_model.rssm.imagine(
+                start, lambda f: self.actor.sample(f).action, settings.horizon
+            )
+            states = torch.cat([start.features.unsqueeze(1), rollout.features], dim=1)
+            rewards = self.world_model.reward_head(rollout.features).squeeze(-1)
+        uncertainty = rollout.uncertainty(self.uncertainty)
+        penalised = penalised_rewards(rewards, uncertainty, settings.alpha)
+        values = self.critic.target_value(states)
+        discounts = torch.full_like(rewards, settings.gamma)
+        returns = lambda_returns(penalised, values, discounts, settings.lam)
+        return states, rollout.actions, Rollout(rewards, uncertainty, penalised, returns)
+
+    def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
+        settings = self.imagination
+        states, actions, rollout = self.imagine(start)
+        acting_states = states[:, :-1]
+        if self.prior is not None and settings.beta > 0:
+            with frozen(self.prior):
+                log_prob_behaviour = self.prior.log_prob(acting_states, actions)
+        else:
+            log_prob_behaviour = torch.zeros_like(rollout.returns)
+        entropy = self.actor.entropy(acting_states.detach())
+        loss = actor_loss(
+            rollout.returns, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
+        )
+        actor_norm = self._step("actor", loss, self.actor)
+        value_loss = critic_loss(self.critic(acting_states.detach()), rollout.returns)
+        self._step("critic", value_loss, self.critic.online)
+        self.critic.update_target(settings.critic_tau)
+        return {
+            "actor_loss": float(loss),
+            "actor_grad_norm": actor_norm,
+            "critic_loss": float(value_loss),
+            "imagined_reward": float(rollout.rewards.mean()),
+            "imagined_uncertainty": float(rollout.uncertainty.mean()),
+            "imagined_return": float(rollout.returns.mean()),
+            "policy_entropy": float(entropy.mean()),
+            "behaviour_log_prob": float(log_prob_behaviour.mean()),
+        }
+
+    def optimiser_state(self) -> dict[str, dict]:
+        """Every optimiser's ``state_dict``, for checkpoints."""
+        return {name: optimiser.state_dict() for name, optimiser in self.optimisers.items()}
+
+    def load_optimiser_state(self, state: Mapping[str, dict]) -> None:
+        """Restore :meth:`optimiser_state`."""
+        for name, optimiser in self.optimisers.items():
+            optimiser.load_state_dict(state[name])
+
+
+def batch_to_tensors(
+    batch: Mapping[str, np.ndarray], obs_key: str, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """A replay batch as the tensors :meth:`LatentAgent.update` takes: ``obs`` from
+    ``obs_key`` (images stay uint8), ``action``/``reward`` float32, ``is_first`` bool."""
+    return {
+        "obs": torch.as_tensor(batch[obs_key], device=device),
+        "action": torch.as_tensor(batch["action"], dtype=torch.float32, device=device),
+        "reward": torch.as_tensor(batch["reward"], dtype=torch.float32, device=device),
+        "is_first": torch.as_tensor(batch["is_first"], device=device),
+    }
+
+
+def build_latent_agent(
+    registry: ComponentRegistry,
+    cfg: DictConfig,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    with_prior: bool,
+) -> LatentAgent:
+    """A :class:`LatentAgent` from a run's config: the ``encoder``, ``dynamics`` (latent
+    transition heads) and ``uncertainty`` components from the registry, the ``world_model``
+    section's sizes, and from ``algo`` the ``actor``/``critic`` sizes, the
+    :class:`ImaginationSettings` fields and ``optim`` (:class:`OptimiserSettings`)."""
+    sizes = OmegaConf.to_container(cfg.world_model, resolve=True)
+    encoder = registry.build("encoder", cfg.encoder, obs_shape=obs_shape)
+    heads = registry.build(
+        "dynamics",
+        cfg.dynamics,
+        state_dim=sizes.get("deter_dim", 200),
+        action_dim=0,
+        stoch_dim=sizes.get("stoch_dim", 30),
+    )
+    if not isinstance(heads, LatentEnsembleHeads):
+        raise UserInputError(
+            f"latent-model agents need latent transition heads: dynamics={cfg.dynamics.name!r} "
+            f"builds a {type(heads).__name__}; use dynamics=latent_ensemble"
+        )
+    try:
+        world_model = build_world_model(encoder, heads, obs_shape, action_dim, **sizes)
+    except TypeError as error:
+        raise UserInputError(f"world_model config: {error}") from None
+    feature_dim = world_model.rssm.feature_dim
+    actor = TanhGaussianActor(feature_dim, action_dim, **cfg.algo.actor)
+    prior = BehaviourPrior(feature_dim, action_dim, **cfg.algo.actor) if with_prior else None
+    return LatentAgent(
+        world_model,
+        actor,
+        Critic(feature_dim, **cfg.algo.critic),
+        registry.build("uncertainty", cfg.uncertainty),
+        prior,
+        typed_settings(ImaginationSettings, cfg.algo, "algo"),
+        typed_settings(OptimiserSettings, cfg.algo.optim, "algo.optim"),
+    )

@@ -1,0 +1,51 @@
+"""Acting with a latent-model agent: filter each observation into the RSSM's state, then act."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from framework.interfaces import Policy
+from framework.library.actor_critic import TanhGaussianActor
+from framework.library.rssm import LatentState, WorldModel
+
+
+class LatentPolicy(Policy):
+    """Acts in an env with ``actor`` on the world model's filtered latent state.
+
+    ``obs_key`` picks the part of a dict observation (``"state"`` or ``"pixels"``); plain
+    array observations are used as they are. ``explore``: sample from the actor (its own
+    entropy is the exploration noise); otherwise act with its mode. The state carries over
+    between :meth:`act` calls and is cleared by :meth:`reset`.
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        actor: TanhGaussianActor,
+        obs_key: str,
+        explore: bool,
+        device: torch.device,
+    ) -> None:
+        self.world_model, self.actor = world_model, actor
+        self.obs_key, self.explore, self.device = obs_key, explore, device
+        self._state: LatentState | None = None
+        self._action = torch.zeros(1, actor.action_dim, device=device)
+
+    def reset(self) -> None:
+        self._state = None
+        self._action = torch.zeros_like(self._action)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        if isinstance(obs, Mapping):
+            obs = obs[self.obs_key]
+        obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0)
+        embed = self.world_model.encoder(obs_tensor)
+        self._state = self.world_model.rssm.observe_step(self._state, self._action, embed)
+        features = self._state.features
+        action = self.actor.sample(features).action if self.explore else self.actor.mode(features)
+        self._action = action
+        return action.squeeze(0).cpu().numpy().astype(np.float32)

@@ -1,0 +1,1 @@
+"""MOTO: model-based offline pre-training to online fine-tuning."""

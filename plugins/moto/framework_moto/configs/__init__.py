@@ -1,0 +1,1 @@
+"""Config folder of the MOTO bundle (algo and preset groups)."""

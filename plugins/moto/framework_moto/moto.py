@@ -1,0 +1,191 @@
+"""MOTO (Rafailov et al., CoRL 2023): model-based offline pre-training, then online fine-tuning.
+
+Composed from the core's registered parts: an encoder (``encoder=state|conv``), the latent
+transition ensemble (``dynamics=latent_ensemble``), any uncertainty estimator for the reward
+penalty ``r̃ = r̂ − α·u`` (``uncertainty=...``), the recurrent world model, actor-critic in
+imagination and the behaviour prior (:class:`~framework.library.latent_agent.LatentAgent`).
+What is MOTO's own lives here: the behaviour prior fitted to the offline actions only, the
+β-regularised actor with its schedule across phases, and the phases as the config lists them
+(``phase=offline`` pre-trains and saves; ``phase=online init=<checkpoint>`` fine-tunes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from framework.checkpoint import load_checkpoint, save_checkpoint
+from framework.data import DatasetWriter, observation_spec
+from framework.data.offline import offline_dataset, with_sparse_rewards
+from framework.errors import UserInputError
+from framework.interfaces import Algorithm, Policy, RunContext
+from framework.library.latent_agent import batch_to_tensors, build_latent_agent
+from framework.library.latent_policy import LatentPolicy
+from framework.phases import OfflineSettings, OnlineSettings, PhaseProgress, PhaseRunner
+from framework.replay import SequenceReplay
+from framework.typed_config import typed_settings
+
+PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
+CHECKPOINT = "checkpoint.pt"
+
+
+def checkpoint_path(init: str) -> Path:
+    """``init`` as a checkpoint file: a file as given, or a run folder's ``checkpoint.pt``."""
+    path = Path(init)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+class MOTO(Algorithm):
+    """Offline pre-training and online fine-tuning of a latent-model agent; see the module
+    docstring. Results: ``offline_success`` (after pre-training), ``final_success``,
+    ``best_success``, ``online_episodes``."""
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        cfg, registry = context.cfg, context.registry
+        if cfg.phase not in PHASES:
+            raise UserInputError(f"phase must be one of {', '.join(PHASES)}; got {cfg.phase!r}")
+        if cfg.phase == "online" and cfg.init is None:
+            raise UserInputError(
+                "phase=online fine-tunes a pre-trained agent: add init=<checkpoint file or run "
+                "folder> (from a phase=offline run)"
+            )
+        self.settings = cfg.algo
+        self.offline_settings = typed_settings(OfflineSettings, cfg.algo.offline, "algo.offline")
+        self.online_settings = typed_settings(OnlineSettings, cfg.algo.online, "algo.online")
+        self.env_settings = OmegaConf.to_container(cfg.env, resolve=True)
+        observation = registry.get("encoder", cfg.encoder.name).observation
+        if "obs_mode" in self.env_settings:  # the env serves what the encoder reads
+            self.env_settings["obs_mode"] = observation
+        self.env_factory = registry.build("env", self.env_settings)
+        env = self.env_factory.make(context.seed)
+        try:
+            spec = observation_spec(env.observation_space)
+            action_dim = env.action_space.shape[0]
+        finally:
+            env.close()
+        self.obs_key = f"obs.{observation}"
+        if self.obs_key not in spec:
+            raise UserInputError(
+                f"encoder {cfg.encoder.name!r} reads {observation} observations, but env "
+                f"{cfg.env.name!r} gives {sorted(spec)}"
+            )
+        self.agent = build_latent_agent(
+            registry, cfg, spec[self.obs_key], action_dim, with_prior=True
+        ).to(context.device)
+        self.base_beta = self.agent.imagination.beta
+
+    # The SequenceLearner protocol (framework.phases).
+    def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:
+        """One agent update; the behaviour prior learns from offline batches only."""
+        tensors = batch_to_tensors(batch, self.obs_key, self.context.device)
+        metrics = self.agent.update(tensors, fit_prior=phase == "offline")
+        metrics["beta"] = self.agent.imagination.beta
+        return metrics
+
+    def policy(self, explore: bool) -> Policy:
+        return LatentPolicy(
+            self.agent.world_model,
+            self.agent.actor,
+            self.obs_key.removeprefix("obs."),
+            explore,
+            self.context.device,
+        )
+
+    def _set_online_beta(self, episode: int) -> None:
+        """β during fine-tuning: ``online.beta_scale · β``, annealed linearly to 0 over
+        ``online.beta_anneal_episodes`` episodes when that is positive."""
+        beta = self.base_beta * float(self.settings.online.beta_scale)
+        anneal = int(self.settings.online.beta_anneal_episodes)
+        if anneal > 0:
+            beta *= max(0.0, 1.0 - episode / anneal)
+        self.agent.imagination = dataclasses.replace(self.agent.imagination, beta=beta)
+
+    def _offline_replay(self) -> SequenceReplay:
+        data = self.settings.data
+        dataset = offline_dataset(
+            self.env_factory,
+            self.env_settings,
+            data.path,
+            int(data.episodes),
+            float(data.noise),
+            int(data.seed),
+            str(data.cache),
+            bool(data.only_successful),
+        )
+        sparse = self.env_settings.get("reward") == "sparse"
+        episodes = [with_sparse_rewards(e) if sparse else e for e in dataset.episodes]
+        keep = {self.obs_key, "action", "reward", "terminated", "truncated", "success"}
+        episodes = [{k: v for k, v in e.items() if k in keep} for e in episodes]
+        return SequenceReplay.from_episodes(
+            episodes, int(self.settings.sequence_length), seed=self.context.seed
+        )
+
+    def _save(self, progress: PhaseProgress, phase: str) -> None:
+        save_checkpoint(
+            self.context.run_dir / CHECKPOINT,
+            {
+                "phase": phase,
+                "progress": dataclasses.asdict(progress),
+                "agent": self.agent.state_dict(),
+                "optimisers": self.agent.optimiser_state(),
+                "config": OmegaConf.to_container(self.context.cfg, resolve=True),
+            },
+        )
+
+    def load(self, init: str) -> dict[str, Any]:
+        """Load the agent's weights and optimiser states from a checkpoint (exactly: every
+        parameter must match in name and shape); returns the checkpoint."""
+        path = checkpoint_path(init)
+        checkpoint = load_checkpoint(path)
+        try:
+            self.agent.load_state_dict(checkpoint["agent"])
+            self.agent.load_optimiser_state(checkpoint["optimisers"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise UserInputError(
+                f"checkpoint {path} does not fit this agent (was it saved with other encoder, "
+                f"world_model or algo sizes?): {str(error).splitlines()[0]}"
+            ) from None
+        return checkpoint
+
+    def run(self) -> dict[str, float]:
+        context = self.context
+        if context.cfg.init is not None:
+            self.load(context.cfg.init)
+        runner = PhaseRunner(
+            self, self.env_factory, context.logger, context.seed, self._save, context.cfg.progress
+        )
+        phases = PHASES[context.cfg.phase]
+        offline_replay = self._offline_replay()
+        results: dict[str, float] = {}
+        eval_episodes = self.online_settings.eval_episodes
+        if "offline" in phases:
+            runner.offline(offline_replay, self.offline_settings)
+            results["offline_success"] = runner.evaluate(eval_episodes, "offline")
+        if "online" in phases:
+            writer = DatasetWriter(context.run_dir / "online_episodes", {"seed": context.seed})
+            online_replay = SequenceReplay(
+                int(self.settings.online_capacity_steps),
+                int(self.settings.sequence_length),
+                seed=context.seed + 1,
+                episode_sink=writer,
+            )
+            self._set_online_beta(0)
+            curve = runner.online(
+                offline_replay,
+                online_replay,
+                self.online_settings,
+                evaluate_first="offline" not in phases,
+                on_episode=self._set_online_beta,
+            )
+            results.update(
+                final_success=curve[-1],
+                best_success=max(curve),
+                online_episodes=float(runner.progress.online_episodes),
+            )
+        return results
