@@ -12,7 +12,7 @@ $(STAMP): scripts/setup.sh pyproject.toml plugins/moto/pyproject.toml plugins/ba
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/framework run +algo=pets $(ARGS)
+	$(VENV)/bin/framework run +algo=moto +experiment=small $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)

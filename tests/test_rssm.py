@@ -74,10 +74,11 @@ def test_observe_shapes_and_is_first_resets_the_state():
     assert not torch.allclose(out.posterior.deter[1, 3], fresh.posterior.deter[1, 0])
 
 
-def test_balanced_kl_clamps_to_free_nats_and_splits_gradients():
+def test_balanced_kl_frees_only_the_posterior_term_and_splits_gradients():
     mean, std = torch.randn(2, 3, 4), torch.rand(2, 3, 4) + 0.1
     loss, kl = balanced_kl(mean, std, mean.expand(5, 2, 3, 4), std.expand(5, 2, 3, 4), 0.8, 1.0)
-    assert kl.item() == 0.0 and loss.item() == 1.0
+    # Equal distributions: KL 0; only the posterior's term is lifted to free nats (0.2 * 1).
+    assert kl.item() == 0.0 and loss.item() == pytest.approx(0.2)
     # q = N(1, 1), p = N(0, 1) in 2 dims: KL = 2 * 0.5 = 1 nat, above free nats of 0.5.
     post_mean = torch.ones(1, 1, 2, requires_grad=True)
     prior_mean = torch.zeros(1, 1, 2, requires_grad=True)
@@ -88,6 +89,11 @@ def test_balanced_kl_clamps_to_free_nats_and_splits_gradients():
     # 80% of the gradient trains the prior, 20% the posterior.
     torch.testing.assert_close(prior_mean.grad, torch.full((1, 1, 2), -0.8))
     torch.testing.assert_close(post_mean.grad, torch.full((1, 1, 2), 0.2))
+    # Below free nats (KL 1 < 2) the posterior gets no gradient, the prior still learns.
+    post_mean.grad, prior_mean.grad = None, None
+    balanced_kl(post_mean, unit, prior_mean, unit, balance=0.8, free_nats=2.0)[0].backward()
+    torch.testing.assert_close(prior_mean.grad, torch.full((1, 1, 2), -0.8))
+    assert post_mean.grad is None or not post_mean.grad.any()
 
 
 def _sequences(generator: torch.Generator, batch: int = 4, length: int = 10):

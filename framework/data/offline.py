@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from framework.data.collect import collect_dataset
 from framework.data.format import MANIFEST, Dataset, Episode, load_dataset, observation_spec
@@ -48,23 +49,24 @@ def offline_dataset(
         settings = {"episodes": episodes, "noise": noise, "seed": seed}
         settings["only_successful"] = only_successful
         folder = cached_dataset_folder(cache, env_settings, settings)
-        stored = (
-            len(json.loads((folder / MANIFEST).read_text())["episodes"])
-            if (folder / MANIFEST).exists()
-            else 0
-        )
-        if stored < episodes:
-            metadata = {**settings, "env_settings": dict(env_settings)}
-            collect_dataset(
-                factory,
-                episodes - stored,
-                noise,
-                folder,
-                metadata,
-                seed,
-                only_successful,
-                label=str(env_settings.get("task", env_settings.get("name", "demonstrator"))),
-            )
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Parallel runs (e.g. a multirun over seeds) share the folder: one generates it.
+        with FileLock(str(folder) + ".lock"):
+            manifest = folder / MANIFEST
+            stored = len(json.loads(manifest.read_text())["episodes"]) if manifest.exists() else 0
+            if stored < episodes:
+                label = env_settings.get("task", env_settings.get("name", "demonstrator"))
+                metadata = {**settings, "env_settings": dict(env_settings)}
+                collect_dataset(
+                    factory,
+                    episodes - stored,
+                    noise,
+                    folder,
+                    metadata,
+                    seed,
+                    only_successful,
+                    label=str(label),
+                )
         path = str(folder)
     return load_dataset(path, action_dim=action_dim, obs_spec=obs_spec)
 

@@ -98,15 +98,55 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(mean)
 
 
-class BehaviourPrior(TanhGaussianActor):
-    """``π_β``: a tanh-Gaussian policy fitted by maximum likelihood to the dataset's actions at
-    the world model's (posterior) features. Minimise :meth:`nll` with any optimiser; in the actor
-    loss it scores the actor's actions through :meth:`log_prob` (freeze it there)."""
+class BehaviourPrior(nn.Module):
+    """``π_β(a|s) = N(a; tanh(μ(s)), diag σ(s)²)``: a Gaussian over actions fitted by maximum
+    likelihood to the dataset's actions at the world model's (posterior) features. Minimise
+    :meth:`nll` with any optimiser; in the actor loss it scores the actor's actions through
+    :meth:`log_prob` (freeze it there).
+
+    Why not a tanh-Gaussian like the actor: scripted policies saturate, emitting actions at
+    exactly ±1, and a tanh-Gaussian fits those with a density that grows without bound at the
+    edge of the action box (the ``−log(1 − a²)`` Jacobian). The actor, maximising
+    ``log π_β(a|s)``, then gains most by pushing its own actions to ±1, whatever the data did
+    in between. A Gaussian in action space with ``σ ≥ exp(log_std_min)`` keeps the density
+    bounded and smooth, so the regulariser only pulls the actor toward the data's actions.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        action_dim: int,
+        hidden_dim: int = 256,
+        layers: int = 2,
+        log_std_min: float = -3.0,
+        log_std_max: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.net = mlp([feature_dim] + [hidden_dim] * layers + [2 * action_dim], layer_norm=True)
+
+    def distribution(self, features: torch.Tensor) -> Independent:
+        """The Gaussian over actions at each feature row; batch shape ``features.shape[:-1]``,
+        event shape ``(action_dim,)``; log-std squashed into ``[log_std_min, log_std_max]``."""
+        mean, raw_log_std = self.net(features).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
+            torch.tanh(raw_log_std) + 1.0
+        )
+        return Independent(Normal(torch.tanh(mean), log_std.exp()), 1)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π_β(a|s)`` ``(...,)`` nats; differentiable in ``actions``."""
+        return self.distribution(features).log_prob(actions)
 
     def nll(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood ``−mean log π_β(a|s)`` (scalar, nats) of dataset
         ``actions`` ``(..., action_dim)`` at ``features`` ``(..., feature_dim)``."""
         return -self.log_prob(features, actions).mean()
+
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """The most likely action ``tanh(μ(s))`` ``(..., action_dim)``."""
+        return self.distribution(features).mean
 
 
 class Critic(nn.Module):

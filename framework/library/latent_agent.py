@@ -118,9 +118,12 @@ def build_world_model(
     free_nats: float = 1.0,
     kl_scale: float = 1.0,
     reward_scale: float = 1.0,
+    state_obs_std: float = 0.05,
+    pixel_obs_std: float = 1.0,
 ) -> WorldModel:
     """A :class:`WorldModel` around ``encoder`` and the transition ``heads``: a conv decoder
-    for image observations ``(3, 64, 64)``, an MLP decoder for vectors."""
+    for image observations ``(3, 64, 64)`` reconstructed at noise ``pixel_obs_std``, an MLP
+    decoder for vectors at ``state_obs_std`` (see :class:`WorldModel`'s ``obs_std``)."""
     rssm = RSSM(
         encoder.feature_dim,
         action_dim,
@@ -145,6 +148,7 @@ def build_world_model(
         free_nats,
         kl_scale,
         reward_scale,
+        pixel_obs_std if len(obs_shape) == 3 else state_obs_std,
     )
 
 
@@ -230,7 +234,16 @@ class LatentAgent(nn.Module):
         returns = lambda_returns(penalised, values, discounts, settings.lam)
         return states, rollout.actions, Rollout(rewards, uncertainty, penalised, returns)
 
-    def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
+    def actor_critic_losses(
+        self, start: LatentState
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Actor and critic losses on a rollout imagined from ``start``, and metrics.
+
+        Actor: :func:`~framework.library.actor_critic.actor_loss` of the λ-returns, the frozen
+        behaviour prior's ``log π_β`` of the actor's imagined actions (zeros when ``beta`` is
+        0) and the actor's entropy at the imagined states. Critic: regression of ``V(s_t)``,
+        ``t < H``, onto the stop-gradient λ-returns.
+        """
         settings = self.imagination
         states, actions, rollout = self.imagine(start)
         acting_states = states[:, :-1]
@@ -243,20 +256,22 @@ class LatentAgent(nn.Module):
         loss = actor_loss(
             rollout.returns, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
         )
-        actor_norm = self._step("actor", loss, self.actor)
         value_loss = critic_loss(self.critic(acting_states.detach()), rollout.returns)
-        self._step("critic", value_loss, self.critic.online)
-        self.critic.update_target(settings.critic_tau)
-        return {
-            "actor_loss": float(loss),
-            "actor_grad_norm": actor_norm,
-            "critic_loss": float(value_loss),
+        metrics = {
             "imagined_reward": float(rollout.rewards.mean()),
             "imagined_uncertainty": float(rollout.uncertainty.mean()),
             "imagined_return": float(rollout.returns.mean()),
             "policy_entropy": float(entropy.mean()),
             "behaviour_log_prob": float(log_prob_behaviour.mean()),
         }
+        return loss, value_loss, metrics
+
+    def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
+        loss, value_loss, metrics = self.actor_critic_losses(start)
+        metrics["actor_grad_norm"] = self._step("actor", loss, self.actor)
+        self._step("critic", value_loss, self.critic.online)
+        self.critic.update_target(self.imagination.critic_tau)
+        return {"actor_loss": float(loss), "critic_loss": float(value_loss), **metrics}
 
     def optimiser_state(self) -> dict[str, dict]:
         """Every optimiser's ``state_dict``, for checkpoints."""
@@ -298,7 +313,7 @@ def build_latent_agent(
         "dynamics",
         cfg.dynamics,
         state_dim=sizes.get("deter_dim", 200),
-        action_dim=0,
+        action_dim=action_dim,
         stoch_dim=sizes.get("stoch_dim", 30),
     )
     if not isinstance(heads, LatentEnsembleHeads):

@@ -16,8 +16,9 @@ class LatentPolicy(Policy):
     """Acts in an env with ``actor`` on the world model's filtered latent state.
 
     ``obs_key`` picks the part of a dict observation (``"state"`` or ``"pixels"``); plain
-    array observations are used as they are. ``explore``: sample from the actor (its own
-    entropy is the exploration noise); otherwise act with its mode. The state carries over
+    array observations are used as they are. ``explore``: sample the posterior latent and
+    the actor's action (its own entropy is the exploration noise); otherwise filter with the
+    posterior mean and act with the actor's mode, deterministically. The state carries over
     between :meth:`act` calls and is cleared by :meth:`reset`.
     """
 
@@ -44,7 +45,9 @@ class LatentPolicy(Policy):
             obs = obs[self.obs_key]
         obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0)
         embed = self.world_model.encoder(obs_tensor)
-        self._state = self.world_model.rssm.observe_step(self._state, self._action, embed)
+        self._state = self.world_model.rssm.observe_step(
+            self._state, self._action, embed, sample=self.explore
+        )
         features = self._state.features
         action = self.actor.sample(features).action if self.explore else self.actor.mode(features)
         self._action = action

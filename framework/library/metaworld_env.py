@@ -10,9 +10,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; mujoco reads it
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import metaworld  # importing it registers the Meta-World/* gymnasium ids
 import mujoco
+import numpy as np
 from metaworld.policies import ENV_POLICY_MAP
 from metaworld.policies.policy import Policy as MetaWorldPolicy
 from metaworld.sawyer_xyz_env import SawyerXYZEnv

@@ -160,8 +160,10 @@ class RSSM(nn.Module):
     """Recurrent state-space model with Gaussian latents (DreamerV2, continuous latents).
 
     ``h_t = GRU(h_{t-1}, MLP(z_{t-1}, a_t))``; posterior ``q(z_t | h_t, e_t)`` from the
-    embedding; prior ``p(z_t | h_t)`` from each of ``ensemble_size`` heads
-    (:class:`LatentEnsembleHeads`). Training fits every head to the posterior (see
+    embedding; prior ``p(z_t | h_t, a_t)`` from each of ``ensemble_size`` heads
+    (:class:`LatentEnsembleHeads`), which see the action themselves so that they can disagree
+    about actions the data never took (the shared GRU alone would map those to states the
+    heads agree on). Training fits every head to the posterior (see
     :func:`balanced_kl`, which averages the KL over heads); imagination samples each step's
     latent from one head drawn uniformly at random per batch element and step.
     """
@@ -179,7 +181,7 @@ class RSSM(nn.Module):
     ) -> None:
         """``heads`` replaces the default ``ensemble_size`` one-layer heads (e.g. a
         ``latent_ensemble`` built from the ``dynamics`` config); it must map ``deter_dim``
-        states to ``stoch_dim`` latents and take no action."""
+        states and ``action_dim`` actions to ``stoch_dim`` latents."""
         super().__init__()
         self.deter_dim, self.stoch_dim, self.action_dim = deter_dim, stoch_dim, action_dim
         self.min_std = min_std
@@ -189,12 +191,16 @@ class RSSM(nn.Module):
         self.posterior_net = mlp([deter_dim + embed_dim, hidden_dim, 2 * stoch_dim])
         if heads is None:
             heads = LatentEnsembleHeads(
-                deter_dim, 0, stoch_dim, ensemble_size, hidden_dim, layers=1, min_std=min_std
+                deter_dim, action_dim, stoch_dim, ensemble_size, hidden_dim, 1, min_std
             )
-        if (heads.state_dim, heads.action_dim, heads.stoch_dim) != (deter_dim, 0, stoch_dim):
+        if (heads.state_dim, heads.action_dim, heads.stoch_dim) != (
+            deter_dim,
+            action_dim,
+            stoch_dim,
+        ):
             raise ValueError(
-                f"RSSM heads must map deter_dim={deter_dim} states (no action) to "
-                f"stoch_dim={stoch_dim} latents; got state_dim={heads.state_dim}, "
+                f"RSSM heads must map deter_dim={deter_dim} states and action_dim={action_dim} "
+                f"actions to stoch_dim={stoch_dim} latents; got state_dim={heads.state_dim}, "
                 f"action_dim={heads.action_dim}, stoch_dim={heads.stoch_dim}"
             )
         self.heads = heads
@@ -230,15 +236,19 @@ class RSSM(nn.Module):
         state: LatentState | None,
         action: torch.Tensor,
         embed: torch.Tensor,
+        sample: bool = True,
         generator: torch.Generator | None = None,
     ) -> LatentState:
         """Filter one new observation while acting: ``state`` ``(B, ·)`` from the previous
         call (``None`` at an episode's first observation, which zeroes the state and the
-        action), ``action`` ``(B, A)`` the action taken since, ``embed`` ``(B, E)``."""
+        action), ``action`` ``(B, A)`` the action taken since, ``embed`` ``(B, E)``. The
+        latent is sampled from the posterior, or is its mean when not ``sample`` (a
+        deterministic filter, for evaluation)."""
         batch = embed.shape[0]
         keep = torch.full((batch, 1), float(state is not None), device=embed.device)
         state = self.initial(batch, embed.device) if state is None else state
-        return self._filter(state, action, embed, keep, generator)[0]
+        new_state, mean, _ = self._filter(state, action, embed, keep, generator)
+        return new_state if sample else LatentState(new_state.deter, mean)
 
     def observe(
         self,
@@ -263,7 +273,10 @@ class RSSM(nn.Module):
             stds.append(std)
         posterior = LatentState(torch.stack(deters, 1), torch.stack(stochs, 1))
         # The prior does not feed the recurrence, so all heads run once on all B*T states.
-        prior = self.heads.predict(posterior.deter.reshape(batch * length, self.deter_dim))
+        prior = self.heads.predict(
+            posterior.deter.reshape(batch * length, self.deter_dim),
+            (actions * keep).reshape(batch * length, self.action_dim),
+        )
         prior_shape = (self.heads.ensemble_size, batch, length, self.stoch_dim)
         return ObserveOutput(
             posterior=posterior,
@@ -272,6 +285,25 @@ class RSSM(nn.Module):
             prior_mean=prior.mean.reshape(prior_shape),
             prior_std=prior.std.reshape(prior_shape),
         )
+
+    def prior_step(
+        self,
+        state: LatentState,
+        action: torch.Tensor,
+        head: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[LatentState, EnsemblePrediction]:
+        """One step of the model without an observation: the next state from ``state``
+        ``(B, ·)`` and ``action`` ``(B, A)``, its latent drawn from head ``head[b]`` for each
+        batch element ``b`` (``None``: the heads' mean prediction, no sampling); also returns
+        every head's prediction ``(M, B, z)``."""
+        deter = self._recur(state, action)
+        prior = self.heads.predict(deter, action)
+        if head is None:
+            return LatentState(deter, prior.mean.mean(0)), prior
+        rows = torch.arange(len(head), device=head.device)
+        stoch = _sample(prior.mean[head, rows], prior.std[head, rows], generator)
+        return LatentState(deter, stoch), prior
 
     def imagine(
         self,
@@ -284,18 +316,14 @@ class RSSM(nn.Module):
         ``policy_fn(features (B, h + z)) -> (B, A)``; each step's latent is drawn from a head
         chosen uniformly at random per batch element. Differentiable through the dynamics."""
         batch = start.deter.shape[0]
-        rows = torch.arange(batch, device=start.deter.device)
         state = start
         features, actions, means, stds, heads = [], [], [], [], []
         for _ in range(horizon):
             action = policy_fn(state.features)
-            deter = self._recur(state, action)
-            prior = self.heads.predict(deter)
             head = torch.randint(
-                self.heads.ensemble_size, (batch,), generator=generator, device=deter.device
+                self.heads.ensemble_size, (batch,), generator=generator, device=start.deter.device
             )
-            stoch = _sample(prior.mean[head, rows], prior.std[head, rows], generator)
-            state = LatentState(deter, stoch)
+            state, prior = self.prior_step(state, action, head, generator)
             features.append(state.features)
             actions.append(action)
             means.append(prior.mean)
@@ -322,9 +350,11 @@ def balanced_kl(
 
     Posterior ``(B, T, z)``; priors ``(M, B, T, z)`` (all heads) or ``(B, T, z)``. ``kl`` is
     ``KL(q || p)`` summed over ``z`` and averaged over heads, batch and time. ``loss`` is
-    ``balance * max(KL(sg(q) || p), free) + (1 - balance) * max(KL(q || sg(p)), free)``, the
-    clamp applied to those averages (DreamerV2's ``free_avg``), so ``balance`` of the gradient
-    trains the prior (every head alike) and the rest pulls the posterior toward the priors.
+    ``balance * KL(sg(q) || p) + (1 - balance) * max(KL(q || sg(p)), free)``: ``balance`` of
+    the gradient trains the prior (every head alike), the rest pulls the posterior toward the
+    priors. Unlike DreamerV2, which clamps both terms, free nats only spare the posterior: with
+    low-dimensional states the KL sits below ``free`` all along, and a clamped prior term
+    would then never train the heads that imagination samples from.
     """
     post = Normal(post_mean, post_std)
     post_sg = Normal(post_mean.detach(), post_std.detach())
@@ -332,9 +362,7 @@ def balanced_kl(
     prior_sg = Normal(prior_mean.detach(), prior_std.detach())
     train_prior = kl_divergence(post_sg, prior).sum(-1).mean()
     train_post = kl_divergence(post, prior_sg).sum(-1).mean()
-    loss = balance * train_prior.clamp(min=free_nats) + (1 - balance) * train_post.clamp(
-        min=free_nats
-    )
+    loss = balance * train_prior + (1 - balance) * train_post.clamp(min=free_nats)
     return loss, train_prior.detach()
 
 
@@ -417,6 +445,9 @@ class WorldModel(nn.Module):
     """Encoder, RSSM, observation decoder and reward head, trained together by :meth:`elbo`.
 
     The reward head is an ELU MLP from features to a unit-variance Gaussian mean.
+    ``obs_std`` is the observation noise the reconstruction term assumes (the decoder's NLL
+    is divided by its square). At 1 (DreamerV2) a model of low-dimensional states gains too
+    little from encoding them precisely to pay the KL: give states a small ``obs_std``.
     """
 
     def __init__(
@@ -430,9 +461,11 @@ class WorldModel(nn.Module):
         free_nats: float = 1.0,
         kl_scale: float = 1.0,
         reward_scale: float = 1.0,
+        obs_std: float = 1.0,
     ) -> None:
         super().__init__()
         self.encoder, self.rssm, self.decoder = encoder, rssm, decoder
+        self.obs_std = obs_std
         self.reward_head = mlp([rssm.feature_dim] + [reward_hidden_dim] * reward_layers + [1])
         self.kl_balance, self.free_nats = kl_balance, free_nats
         self.kl_scale, self.reward_scale = kl_scale, reward_scale
@@ -448,16 +481,16 @@ class WorldModel(nn.Module):
         """Negative ELBO terms for sequences ``obs`` ``(B, T, *obs_shape)``, ``actions``
         ``(B, T, A)``, ``rewards`` ``(B, T)``, ``is_first`` ``(B, T)``.
 
-        Returns scalars ``reconstruction`` (observation NLL per step), ``reward`` (reward NLL
-        per step), ``kl_loss`` (:func:`balanced_kl`), ``kl`` (its unclamped value, for logging)
-        and ``total = reconstruction + reward_scale * reward + kl_scale * kl_loss``; and the
+        Returns scalars ``reconstruction`` (observation NLL per step, at ``obs_std``),
+        ``reward`` (reward NLL per step), ``kl_loss`` (:func:`balanced_kl`), ``kl`` (its
+        unclamped value, for logging) and ``total = reconstruction + reward_scale * reward + kl_scale * kl_loss``; and the
         filtering results (start states for imagination).
         """
         batch, length = obs.shape[:2]
         embeds = self.encoder(obs.flatten(0, 1)).reshape(batch, length, -1)
         observed = self.rssm.observe(embeds, actions, is_first, generator)
         features = observed.posterior.features
-        reconstruction = self.decoder.nll(features, obs)
+        reconstruction = self.decoder.nll(features, obs) / self.obs_std**2
         reward_mean = self.reward_head(features).squeeze(-1)
         reward = 0.5 * ((reward_mean - rewards) ** 2).mean()
         kl_loss, kl = balanced_kl(

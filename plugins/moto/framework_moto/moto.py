@@ -23,7 +23,9 @@ from framework.checkpoint import load_checkpoint, save_checkpoint
 from framework.data import DatasetWriter, observation_spec
 from framework.data.offline import offline_dataset, with_sparse_rewards
 from framework.errors import UserInputError
+from framework.evaluation import save_video
 from framework.interfaces import Algorithm, Policy, RunContext
+from framework.library.imagination_video import open_loop_frames
 from framework.library.latent_agent import batch_to_tensors, build_latent_agent
 from framework.library.latent_policy import LatentPolicy
 from framework.phases import OfflineSettings, OnlineSettings, PhaseProgress, PhaseRunner
@@ -106,7 +108,8 @@ class MOTO(Algorithm):
             beta *= max(0.0, 1.0 - episode / anneal)
         self.agent.imagination = dataclasses.replace(self.agent.imagination, beta=beta)
 
-    def _offline_replay(self) -> SequenceReplay:
+    def _offline_replay(self) -> tuple[SequenceReplay, Mapping[str, np.ndarray]]:
+        """The offline episodes in a replay, and the first of them."""
         data = self.settings.data
         dataset = offline_dataset(
             self.env_factory,
@@ -122,9 +125,10 @@ class MOTO(Algorithm):
         episodes = [with_sparse_rewards(e) if sparse else e for e in dataset.episodes]
         keep = {self.obs_key, "action", "reward", "terminated", "truncated", "success"}
         episodes = [{k: v for k, v in e.items() if k in keep} for e in episodes]
-        return SequenceReplay.from_episodes(
+        replay = SequenceReplay.from_episodes(
             episodes, int(self.settings.sequence_length), seed=self.context.seed
         )
+        return replay, episodes[0]
 
     def _save(self, progress: PhaseProgress, phase: str) -> None:
         save_checkpoint(
@@ -161,7 +165,7 @@ class MOTO(Algorithm):
             self, self.env_factory, context.logger, context.seed, self._save, context.cfg.progress
         )
         phases = PHASES[context.cfg.phase]
-        offline_replay = self._offline_replay()
+        offline_replay, first_episode = self._offline_replay()
         results: dict[str, float] = {}
         eval_episodes = self.online_settings.eval_episodes
         if "offline" in phases:
@@ -188,4 +192,14 @@ class MOTO(Algorithm):
                 best_success=max(curve),
                 online_episodes=float(runner.progress.online_episodes),
             )
+        if self.obs_key == "obs.pixels":
+            self._save_imagination(first_episode)
         return results
+
+    def _save_imagination(self, episode: Mapping[str, np.ndarray]) -> None:
+        """``imagination.gif``: an offline episode (left) beside the model's open-loop
+        prediction of it from its first 5 frames and its actions (right)."""
+        frames = open_loop_frames(
+            self.agent.world_model, episode["obs.pixels"], episode["action"], context=5
+        )
+        save_video(frames, self.context.run_dir / "imagination.gif")

@@ -1,0 +1,160 @@
+"""MOTO's learner speed on this machine: (a) full agent updates per second (world model ELBO +
+behaviour prior + actor-critic on H=15 imagined steps from every posterior state) on sequence
+batches of 16×50, from states (39-d, MetaWorld's size) and from 64×64 pixels; (b) imagined
+steps per second; (c) the latent transition ensemble of 7 heads as one batched network
+(mbrl-lib's ensemble layers) against a plain Python loop over 7 separate MLPs, forward and
+backward on the 800 states of a batch. Default sizes (`world_model=rssm`,
+`dynamics=latent_ensemble`).
+
+    python benchmarks/moto_speed.py   # prints a table, writes benchmarks/results/moto_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
+from framework.library.encoders import ConvEncoder, MLPEncoder
+from framework.library.latent_agent import (
+    ImaginationSettings,
+    LatentAgent,
+    OptimiserSettings,
+    build_world_model,
+)
+from framework.library.layers import mlp
+from framework.library.rssm import LatentEnsembleHeads
+from framework.library.uncertainty import EnsembleDisagreement
+
+ACTION_DIM, STATE_DIM, HEADS, DETER, STOCH, HIDDEN = 4, 39, 7, 200, 30, 200
+
+
+def timed(step: Callable[[], None], seconds: float, warmup: int = 2) -> float:
+    """Calls of ``step`` per second, over at least ``seconds`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def agent(obs_shape: tuple[int, ...]) -> LatentAgent:
+    encoder = ConvEncoder(obs_shape) if len(obs_shape) == 3 else MLPEncoder(obs_shape)
+    heads = LatentEnsembleHeads(DETER, ACTION_DIM, STOCH, HEADS, HIDDEN, layers=1)
+    world_model = build_world_model(encoder, heads, obs_shape, ACTION_DIM)
+    feature_dim = world_model.rssm.feature_dim
+    return LatentAgent(
+        world_model,
+        TanhGaussianActor(feature_dim, ACTION_DIM),
+        Critic(feature_dim),
+        EnsembleDisagreement(),
+        BehaviourPrior(feature_dim, ACTION_DIM),
+        ImaginationSettings(),
+        OptimiserSettings(),
+    )
+
+
+def batch(obs_shape: tuple[int, ...], size: int, length: int) -> dict[str, torch.Tensor]:
+    if len(obs_shape) == 3:
+        obs = torch.randint(0, 256, (size, length, *obs_shape), dtype=torch.uint8)
+    else:
+        obs = torch.randn(size, length, *obs_shape)
+    is_first = torch.zeros(size, length, dtype=torch.bool)
+    is_first[:, 0] = True
+    return {
+        "obs": obs,
+        "action": torch.rand(size, length, ACTION_DIM) * 2 - 1,
+        "reward": torch.rand(size, length),
+        "is_first": is_first,
+    }
+
+
+def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, float]:
+    learner, data = agent(obs_shape), batch(obs_shape, args.batch, args.length)
+    updates = timed(lambda: learner.update(data, fit_prior=True), args.seconds)
+    start = learner.world_model.rssm.observe(
+        learner.world_model.encoder(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
+        data["action"],
+        data["is_first"],
+    ).posterior.flatten_detached()
+
+    def imagine() -> None:
+        with torch.no_grad():
+            learner.imagine(start)
+
+    rollouts = timed(imagine, args.seconds)
+    horizon = learner.imagination.horizon
+    return {
+        "updates_per_s": updates,
+        "imagined_steps_per_s": rollouts * len(start.deter) * horizon,
+    }
+
+
+class LoopHeads(nn.Module):
+    """The same heads as separate MLPs, run one after another: the plain-Python baseline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(mlp([DETER, HIDDEN, 2 * STOCH]) for _ in range(HEADS))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(state) for head in self.heads])
+
+
+def heads_speed(args: argparse.Namespace) -> dict[str, float]:
+    states = torch.randn(args.batch * args.length, DETER)
+    vectorised = LatentEnsembleHeads(DETER, 0, STOCH, HEADS, HIDDEN, layers=1)
+    loop = LoopHeads()
+
+    def step_vectorised() -> None:
+        prediction = vectorised.predict(states)
+        (prediction.mean.sum() + prediction.var.sum()).backward()
+
+    def step_loop() -> None:
+        out = loop(states)
+        out.sum().backward()
+
+    fast, slow = timed(step_vectorised, args.seconds), timed(step_loop, args.seconds)
+    return {"vectorised_per_s": fast, "loop_per_s": slow, "speedup": fast / slow}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="timing per figure")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = {
+        "settings": {**vars(args), "out": str(args.out), "heads": HEADS},
+        "states": update_speed((STATE_DIM,), args),
+        "pixels": update_speed((3, 64, 64), args),
+        "ensemble_heads": heads_speed(args),
+    }
+    print(f"MOTO learner speed, batch {args.batch}x{args.length}, {args.threads} threads, CPU")
+    print(f"{'figure':<44}{'value':>12}")
+    for obs in ("states", "pixels"):
+        print(f"{obs + ': agent updates / s':<44}{results[obs]['updates_per_s']:>12.2f}")
+        print(f"{obs + ': imagined steps / s':<44}{results[obs]['imagined_steps_per_s']:>12.0f}")
+    heads = results["ensemble_heads"]
+    print(f"{'7 heads vectorised: fwd+bwd / s':<44}{heads['vectorised_per_s']:>12.1f}")
+    print(f"{'7 heads Python loop: fwd+bwd / s':<44}{heads['loop_per_s']:>12.1f}")
+    print(f"{'speed-up':<44}{heads['speedup']:>12.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
