@@ -483,7 +483,8 @@ class WorldModel(nn.Module):
 
         Returns scalars ``reconstruction`` (observation NLL per step, at ``obs_std``),
         ``reward`` (reward NLL per step), ``kl_loss`` (:func:`balanced_kl`), ``kl`` (its
-        unclamped value, for logging) and ``total = reconstruction + reward_scale * reward + kl_scale * kl_loss``; and the
+        unclamped value, for logging) and
+        ``total = reconstruction + reward_scale * reward + kl_scale * kl_loss``; and the
         filtering results (start states for imagination).
         """
         batch, length = obs.shape[:2]
