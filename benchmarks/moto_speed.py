@@ -109,8 +109,8 @@ class LoopHeads(nn.Module):
         return torch.stack([head(state) for head in self.heads])
 
 
-def heads_speed(args: argparse.Namespace) -> dict[str, float]:
-    states = torch.randn(args.batch * args.length, DETER)
+def heads_speed(args: argparse.Namespace, rows: int) -> dict[str, float]:
+    states = torch.randn(rows, DETER)
     vectorised = LatentEnsembleHeads(DETER, 0, STOCH, HEADS, HIDDEN, layers=1)
     loop = LoopHeads()
 
@@ -132,25 +132,36 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per figure")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--head-rows", nargs="+", type=int, default=[1, 16, 800], help="states per heads call"
+    )
+    parser.add_argument("--heads-only", action="store_true", help="skip the agent figures")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {
         "settings": {**vars(args), "out": str(args.out), "heads": HEADS},
-        "states": update_speed((STATE_DIM,), args),
-        "pixels": update_speed((3, 64, 64), args),
-        "ensemble_heads": heads_speed(args),
+        **(
+            {}
+            if args.heads_only
+            else {
+                "states": update_speed((STATE_DIM,), args),
+                "pixels": update_speed((3, 64, 64), args),
+            }
+        ),
+        "ensemble_heads": {str(rows): heads_speed(args, rows) for rows in args.head_rows},
     }
     print(f"MOTO learner speed, batch {args.batch}x{args.length}, {args.threads} threads, CPU")
     print(f"{'figure':<44}{'value':>12}")
-    for obs in ("states", "pixels"):
+    for obs in ("states", "pixels") if not args.heads_only else ():
         print(f"{obs + ': agent updates / s':<44}{results[obs]['updates_per_s']:>12.2f}")
         print(f"{obs + ': imagined steps / s':<44}{results[obs]['imagined_steps_per_s']:>12.0f}")
-    heads = results["ensemble_heads"]
-    print(f"{'7 heads vectorised: fwd+bwd / s':<44}{heads['vectorised_per_s']:>12.1f}")
-    print(f"{'7 heads Python loop: fwd+bwd / s':<44}{heads['loop_per_s']:>12.1f}")
-    print(f"{'speed-up':<44}{heads['speedup']:>12.2f}")
+    for rows, heads in results["ensemble_heads"].items():
+        label = f"7 heads on {rows} states, fwd+bwd / s"
+        print(f"{label + ': vectorised':<44}{heads['vectorised_per_s']:>12.1f}")
+        print(f"{label + ': Python loop':<44}{heads['loop_per_s']:>12.1f}")
+        print(f"{'  speed-up':<44}{heads['speedup']:>12.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {args.out}")

@@ -207,7 +207,7 @@ class LatentAgent(nn.Module):
             # Row t+1's action was taken at row t's state; windows never cross episodes.
             prior_nll = self.prior.nll(features[:, :-1], batch["action"][:, 1:])
             self._step("prior", prior_nll, self.prior)
-            metrics["prior_nll"] = float(prior_nll)
+            metrics["prior_nll"] = float(prior_nll.detach())
         start = observed.posterior.flatten_detached()
         if self.imagination.start_states and self.imagination.start_states < len(start.deter):
             picks = torch.randperm(len(start.deter), device=start.deter.device)
