@@ -34,13 +34,40 @@ class ActionSample:
     log_prob: torch.Tensor
 
 
-class TanhGaussianActor(nn.Module):
+class _GaussianHead(nn.Module):
+    """An MLP from features ``(..., feature_dim)`` to a mean and a log-std per action
+    dimension, the log-std squashed into ``[log_std_min, log_std_max]`` (CleanRL's SAC actor):
+    ``log σ = min + ½ (max − min)(tanh(x) + 1)``."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        action_dim: int,
+        hidden_dim: int,
+        layers: int,
+        log_std_min: float,
+        log_std_max: float,
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.net = mlp([feature_dim] + [hidden_dim] * layers + [2 * action_dim], layer_norm=True)
+
+    def mean_and_log_std(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unsquashed mean and the bounded log-std, each ``(..., action_dim)``."""
+        mean, raw_log_std = self.net(features).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
+            torch.tanh(raw_log_std) + 1.0
+        )
+        return mean, log_std
+
+
+class TanhGaussianActor(_GaussianHead):
     """``π(a|s) = tanh(u)``, ``u ~ N(μ(s), diag σ(s)²)``: features ``(..., feature_dim)`` to a
     distribution over actions in ``[-1, 1]^action_dim``.
 
-    The log-std is squashed into ``[log_std_min, log_std_max]`` (CleanRL's SAC actor):
-    ``log σ = min + ½ (max − min)(tanh(x) + 1)``. Densities of actions include the change of
-    variables ``log π(a|s) = log N(u; μ, σ) − Σ_i log(1 − tanh(u_i)²)``, computed by
+    The log-std is bounded as :class:`_GaussianHead` describes. Densities of actions include
+    the change of variables ``log π(a|s) = log N(u; μ, σ) − Σ_i log(1 − tanh(u_i)²)``, computed by
     :class:`torch.distributions.TanhTransform` in its numerically stable form.
     """
 
@@ -53,18 +80,12 @@ class TanhGaussianActor(nn.Module):
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
     ) -> None:
-        super().__init__()
-        self.action_dim = action_dim
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-        self.net = mlp([feature_dim] + [hidden_dim] * layers + [2 * action_dim], layer_norm=True)
+        super().__init__(feature_dim, action_dim, hidden_dim, layers, log_std_min, log_std_max)
 
     def distribution(self, features: torch.Tensor) -> TransformedDistribution:
         """The action distribution at each feature row; batch shape ``features.shape[:-1]``,
         event shape ``(action_dim,)``."""
-        mean, raw_log_std = self.net(features).chunk(2, dim=-1)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
-            torch.tanh(raw_log_std) + 1.0
-        )
+        mean, log_std = self.mean_and_log_std(features)
         # cache_size=1 lets log_prob of a freshly drawn action reuse its pre-tanh value u
         # instead of atanh(a), which is inexact (and infinite) where tanh saturates.
         return TransformedDistribution(
@@ -98,7 +119,7 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(mean)
 
 
-class BehaviourPrior(nn.Module):
+class BehaviourPrior(_GaussianHead):
     """``π_β(a|s) = N(a; tanh(μ(s)), diag σ(s)²)``: a Gaussian over actions fitted by maximum
     likelihood to the dataset's actions at the world model's (posterior) features. Minimise
     :meth:`nll` with any optimiser; in the actor loss it scores the actor's actions through
@@ -121,18 +142,12 @@ class BehaviourPrior(nn.Module):
         log_std_min: float = -3.0,
         log_std_max: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.action_dim = action_dim
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-        self.net = mlp([feature_dim] + [hidden_dim] * layers + [2 * action_dim], layer_norm=True)
+        super().__init__(feature_dim, action_dim, hidden_dim, layers, log_std_min, log_std_max)
 
     def distribution(self, features: torch.Tensor) -> Independent:
         """The Gaussian over actions at each feature row; batch shape ``features.shape[:-1]``,
         event shape ``(action_dim,)``; log-std squashed into ``[log_std_min, log_std_max]``."""
-        mean, raw_log_std = self.net(features).chunk(2, dim=-1)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
-            torch.tanh(raw_log_std) + 1.0
-        )
+        mean, log_std = self.mean_and_log_std(features)
         return Independent(Normal(torch.tanh(mean), log_std.exp()), 1)
 
     def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
