@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from framework.interfaces import RunContext
+from framework.interfaces import Algorithm, RunContext
 from framework.metrics import RunLogger
 from framework.plugins import load_plugins
 from framework.registry import KINDS, ComponentRegistry, RegistryError
@@ -27,14 +27,9 @@ def check_component_names(cfg: DictConfig, registry: ComponentRegistry) -> None:
             registry.get(kind, section.name)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """Train ``cfg.algo`` with outputs in ``run_dir``; returns the algorithm's final results."""
+def build_algorithm(cfg: DictConfig, run_dir: Path, logger: RunLogger) -> Algorithm:
+    """The algorithm ``cfg.algo`` names, built (not run) with its :class:`RunContext`."""
     registry = load_plugins().registry
-    check_component_names(cfg, registry)
-    seed_everything(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
     context = RunContext(
         cfg=cfg,
         run_dir=run_dir,
@@ -43,8 +38,19 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         device=torch.device(cfg.device),
         seed=cfg.seed,
     )
+    return registry.get("algo", cfg.algo.name)(context)
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Train ``cfg.algo`` with outputs in ``run_dir``; returns the algorithm's final results."""
+    registry = load_plugins().registry
+    check_component_names(cfg, registry)
+    seed_everything(cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
     try:
-        results = registry.get("algo", cfg.algo.name)(context).run()
+        results = build_algorithm(cfg, run_dir, logger).run()
     finally:
         logger.close()
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

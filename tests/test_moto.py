@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from framework.compose import compose_config
-from framework.interfaces import RunContext
 from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
 from framework.library.encoders import IdentityEncoder
 from framework.library.latent_agent import (
@@ -25,8 +24,7 @@ from framework.library.latent_agent import (
 from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
 from framework.metrics import RunLogger
-from framework.plugins import load_plugins
-from framework.runner import run_experiment
+from framework.runner import build_algorithm, run_experiment
 from framework_moto.moto import MOTO
 
 SMOKE = ["+algo=moto", "+experiment=smoke", "progress=false", "tensorboard=false"]
@@ -49,15 +47,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def _moto(cfg, run_dir: Path) -> MOTO:
     """A MOTO instance as the runner builds it, without running it."""
-    context = RunContext(
-        cfg=cfg,
-        run_dir=run_dir,
-        registry=load_plugins().registry,
-        logger=RunLogger(run_dir, tensorboard=False),
-        device=torch.device("cpu"),
-        seed=cfg.seed,
-    )
-    return MOTO(context)
+    return build_algorithm(cfg, run_dir, RunLogger(run_dir, tensorboard=False))
 
 
 # ------------------------------------------------------------------ composition and phases

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from framework.compose import compose_config
-from framework.interfaces import EnsemblePrediction, RunContext, TransitionEnsemble
+from framework.interfaces import EnsemblePrediction, TransitionEnsemble
 from framework.metrics import RunLogger
-from framework.plugins import load_plugins
-from framework.runner import run_experiment
+from framework.runner import build_algorithm, run_experiment
 from framework_baselines.pets import PETS
 
 OFFSETS = torch.tensor([0.0, 0.1, 0.2, 0.5])  # member e shifts the last state dim by OFFSETS[e]
@@ -40,15 +39,7 @@ class OffsetEnsemble(TransitionEnsemble):
 
 def make_pets(tmp_path: Path, overrides: list[str]) -> PETS:
     cfg = compose_config(["+algo=pets", "+experiment=smoke", "progress=false", *overrides])
-    context = RunContext(
-        cfg=cfg,
-        run_dir=tmp_path,
-        registry=load_plugins().registry,
-        logger=RunLogger(tmp_path, tensorboard=False),
-        device=torch.device("cpu"),
-        seed=0,
-    )
-    return PETS(context)
+    return build_algorithm(cfg, tmp_path, RunLogger(tmp_path, tensorboard=False))
 
 
 @pytest.mark.parametrize("alpha", [0.5, 3.0])

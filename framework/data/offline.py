@@ -3,9 +3,11 @@ the env's demonstrator and cached by its settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 from filelock import FileLock
 
 from framework.data.collect import collect_dataset
-from framework.data.format import MANIFEST, Dataset, Episode, load_dataset, observation_spec
+from framework.data.format import MANIFEST, Dataset, Episode, load_dataset
 from framework.interfaces import EnvFactory
 
 
@@ -26,45 +28,53 @@ def cached_dataset_folder(
     return Path(cache) / f"{env_settings.get('name', 'env')}-{digest}"
 
 
+@dataclass(frozen=True)
+class DataSettings:
+    """Where an offline-to-online run's offline data comes from: the dataset folder ``path``,
+    or, when it is None, ``episodes`` demonstrator episodes with action noise ``noise`` (seeds
+    from ``seed``; only successful ones with ``only_successful``) generated under ``cache``."""
+
+    path: str | None = None
+    episodes: int = 10
+    noise: float = 0.1
+    seed: int = 0
+    only_successful: bool = False
+    cache: str = "datasets"
+
+
 def offline_dataset(
     factory: EnvFactory,
     env_settings: Mapping[str, Any],
-    path: str | None,
-    episodes: int,
-    noise: float,
-    seed: int,
-    cache: str,
-    only_successful: bool = False,
+    settings: DataSettings,
+    obs_spec: Mapping[str, tuple[int, ...]],
+    action_dim: int,
 ) -> Dataset:
-    """Load the dataset at ``path``; without one, generate ``episodes`` demonstrator episodes
-    (action noise ``noise``, seeds from ``seed``) into a folder under ``cache`` named by the
-    env's settings and these, or reuse that folder (a killed generation is completed). Either
-    way the dataset is checked against the env's action size and observation shapes."""
-    env = factory.make(seed)
-    try:
-        obs_spec, action_dim = observation_spec(env.observation_space), env.action_space.shape[0]
-    finally:
-        env.close()
+    """Load the dataset at ``settings.path``; without one, generate the demonstrator episodes
+    into a folder under ``settings.cache`` named by the env's settings and the generation
+    settings, or reuse that folder (a killed generation is completed). Either way the dataset
+    is checked against the env's ``action_dim`` and observation shapes ``obs_spec`` (see
+    :func:`~framework.data.format.observation_spec`)."""
+    path = settings.path
     if path is None:
-        settings = {"episodes": episodes, "noise": noise, "seed": seed}
-        settings["only_successful"] = only_successful
-        folder = cached_dataset_folder(cache, env_settings, settings)
+        generation = dataclasses.asdict(settings)
+        del generation["path"], generation["cache"]
+        folder = cached_dataset_folder(settings.cache, env_settings, generation)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # Parallel runs (e.g. a multirun over seeds) share the folder: one generates it.
         with FileLock(str(folder) + ".lock"):
             manifest = folder / MANIFEST
             stored = len(json.loads(manifest.read_text())["episodes"]) if manifest.exists() else 0
-            if stored < episodes:
+            if stored < settings.episodes:
                 label = env_settings.get("task", env_settings.get("name", "demonstrator"))
-                metadata = {**settings, "env_settings": dict(env_settings)}
+                metadata = {**generation, "env_settings": dict(env_settings)}
                 collect_dataset(
                     factory,
-                    episodes - stored,
-                    noise,
+                    settings.episodes - stored,
+                    settings.noise,
                     folder,
                     metadata,
-                    seed,
-                    only_successful,
+                    settings.seed,
+                    settings.only_successful,
                     label=str(label),
                 )
         path = str(folder)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from omegaconf import OmegaConf
 
 from framework.checkpoint import load_checkpoint, save_checkpoint
 from framework.data import DatasetWriter, observation_spec
-from framework.data.offline import offline_dataset, with_sparse_rewards
+from framework.data.offline import DataSettings, offline_dataset, with_sparse_rewards
 from framework.errors import UserInputError
 from framework.evaluation import save_video
 from framework.interfaces import Algorithm, Policy, RunContext
@@ -31,6 +32,25 @@ from framework.library.latent_policy import LatentPolicy
 from framework.phases import OfflineSettings, OnlineSettings, PhaseProgress, PhaseRunner
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
+
+
+@dataclass(frozen=True)
+class BetaSchedule:
+    """β while fine-tuning: ``beta_scale`` times the offline β, annealed linearly to 0 over
+    ``beta_anneal_episodes`` online episodes when that is positive (0: kept)."""
+
+    beta_scale: float = 1.0
+    beta_anneal_episodes: int = 0
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """Windows of ``sequence_length`` rows; online episodes kept up to ``online_capacity_steps``
+    rows (the oldest evicted first)."""
+
+    sequence_length: int = 50
+    online_capacity_steps: int = 1_000_000
+
 
 PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
 CHECKPOINT = "checkpoint.pt"
@@ -57,7 +77,7 @@ class MOTO(Algorithm):
                 "phase=online fine-tunes a pre-trained agent: add init=<checkpoint file or run "
                 "folder> (from a phase=offline run)"
             )
-        self.settings = cfg.algo
+        self.replay_settings = typed_settings(ReplaySettings, cfg.algo, "algo")
         self.offline_settings = typed_settings(OfflineSettings, cfg.algo.offline, "algo.offline")
         self.online_settings = typed_settings(OnlineSettings, cfg.algo.online, "algo.online")
         self.env_settings = OmegaConf.to_container(cfg.env, resolve=True)
@@ -67,18 +87,20 @@ class MOTO(Algorithm):
         self.env_factory = registry.build("env", self.env_settings)
         env = self.env_factory.make(context.seed)
         try:
-            spec = observation_spec(env.observation_space)
-            action_dim = env.action_space.shape[0]
+            self.obs_spec = observation_spec(env.observation_space)
+            self.action_dim = env.action_space.shape[0]
         finally:
             env.close()
         self.obs_key = f"obs.{observation}"
-        if self.obs_key not in spec:
+        if self.obs_key not in self.obs_spec:
             raise UserInputError(
                 f"encoder {cfg.encoder.name!r} reads {observation} observations, but env "
-                f"{cfg.env.name!r} gives {sorted(spec)}"
+                f"{cfg.env.name!r} gives {sorted(self.obs_spec)}"
             )
+        self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
+        self.beta_schedule = typed_settings(BetaSchedule, cfg.algo.online, "algo.online")
         self.agent = build_latent_agent(
-            registry, cfg, spec[self.obs_key], action_dim, with_prior=True
+            registry, cfg, self.obs_spec[self.obs_key], self.action_dim, with_prior=True
         ).to(context.device)
         self.base_beta = self.agent.imagination.beta
 
@@ -100,33 +122,24 @@ class MOTO(Algorithm):
         )
 
     def _set_online_beta(self, episode: int) -> None:
-        """β during fine-tuning: ``online.beta_scale · β``, annealed linearly to 0 over
-        ``online.beta_anneal_episodes`` episodes when that is positive."""
-        beta = self.base_beta * float(self.settings.online.beta_scale)
-        anneal = int(self.settings.online.beta_anneal_episodes)
+        """Set β for online episode ``episode`` by :class:`BetaSchedule`."""
+        beta = self.base_beta * self.beta_schedule.beta_scale
+        anneal = self.beta_schedule.beta_anneal_episodes
         if anneal > 0:
             beta *= max(0.0, 1.0 - episode / anneal)
         self.agent.imagination = dataclasses.replace(self.agent.imagination, beta=beta)
 
     def _offline_replay(self) -> tuple[SequenceReplay, Mapping[str, np.ndarray]]:
         """The offline episodes in a replay, and the first of them."""
-        data = self.settings.data
         dataset = offline_dataset(
-            self.env_factory,
-            self.env_settings,
-            data.path,
-            int(data.episodes),
-            float(data.noise),
-            int(data.seed),
-            str(data.cache),
-            bool(data.only_successful),
+            self.env_factory, self.env_settings, self.data_settings, self.obs_spec, self.action_dim
         )
         sparse = self.env_settings.get("reward") == "sparse"
         episodes = [with_sparse_rewards(e) if sparse else e for e in dataset.episodes]
         keep = {self.obs_key, "action", "reward", "terminated", "truncated", "success"}
         episodes = [{k: v for k, v in e.items() if k in keep} for e in episodes]
         replay = SequenceReplay.from_episodes(
-            episodes, int(self.settings.sequence_length), seed=self.context.seed
+            episodes, self.replay_settings.sequence_length, seed=self.context.seed
         )
         return replay, episodes[0]
 
@@ -174,8 +187,8 @@ class MOTO(Algorithm):
         if "online" in phases:
             writer = DatasetWriter(context.run_dir / "online_episodes", {"seed": context.seed})
             online_replay = SequenceReplay(
-                int(self.settings.online_capacity_steps),
-                int(self.settings.sequence_length),
+                self.replay_settings.online_capacity_steps,
+                self.replay_settings.sequence_length,
                 seed=context.seed + 1,
                 episode_sink=writer,
             )
