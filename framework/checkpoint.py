@@ -9,6 +9,15 @@ from typing import Any
 import torch
 
 from framework.atomic import atomic_write_bytes
+from framework.errors import UserInputError
+
+
+class MissingCheckpointError(UserInputError, FileNotFoundError):
+    """The checkpoint file does not exist (the CLI prints the message, no traceback)."""
+
+
+class CorruptCheckpointError(UserInputError, ValueError):
+    """The file is not a readable checkpoint (the CLI prints the message, no traceback)."""
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -24,8 +33,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; a clear error if it is unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingCheckpointError(
+            f"checkpoint {path} does not exist: pass a checkpoint.pt or the run folder holding one"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise ValueError(f"checkpoint {path} is corrupt or not a checkpoint: {error}") from error
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is corrupt or not a checkpoint: {error}"
+        ) from error

@@ -103,6 +103,24 @@ def test_online_phase_without_a_checkpoint_fails_clearly(tmp_path, data_cache):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
+def test_missing_or_corrupt_init_checkpoint_fails_clearly(framework_cli, tmp_path, data_cache):
+    corrupt = tmp_path / "bad.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    for init, message in [(tmp_path / "nowhere", "does not exist"), (corrupt, "is corrupt")]:
+        result = framework_cli(
+            "run",
+            *SMOKE,
+            f"algo.data.cache={data_cache}",
+            "phase=online",
+            f"init={init}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
