@@ -3,8 +3,8 @@ behaviour prior + actor-critic on H=15 imagined steps from every posterior state
 batches of 16×50, from states (39-d, MetaWorld's size) and from 64×64 pixels; (b) imagined
 steps per second; (c) the latent transition ensemble of 7 heads as one batched network
 (mbrl-lib's ensemble layers) against a plain Python loop over 7 separate MLPs, forward and
-backward on the 800 states of a batch. Default sizes (`world_model=rssm`,
-`dynamics=latent_ensemble`).
+backward on 1, 16 and 800 (state, action) pairs (800: a batch's states). Default sizes
+(`world_model=rssm`, `dynamics=latent_ensemble`).
 
     python benchmarks/moto_speed.py   # prints a table, writes benchmarks/results/moto_speed.json
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from framework.interfaces import EnsemblePrediction
 from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
 from framework.library.encoders import ConvEncoder, MLPEncoder
 from framework.library.latent_agent import (
@@ -99,28 +100,39 @@ def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[s
 
 
 class LoopHeads(nn.Module):
-    """The same heads as separate MLPs, run one after another: the plain-Python baseline."""
+    """The same heads as separate MLPs run one after another, the plain-Python baseline; each
+    computes the same Gaussian (mean, softplus std + 0.1, variance) the vectorised heads do."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.heads = nn.ModuleList(mlp([DETER, HIDDEN, 2 * STOCH]) for _ in range(HEADS))
+        sizes = [DETER + ACTION_DIM, HIDDEN, 2 * STOCH]
+        self.heads = nn.ModuleList(mlp(sizes) for _ in range(HEADS))
 
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.stack([head(state) for head in self.heads])
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> EnsemblePrediction:
+        inputs = torch.cat([state, action], dim=-1)
+        means, variances = [], []
+        for head in self.heads:
+            mean, raw_std = head(inputs).chunk(2, dim=-1)
+            means.append(mean)
+            variances.append((nn.functional.softplus(raw_std) + 0.1) ** 2)
+        return EnsemblePrediction(torch.stack(means), torch.stack(variances))
 
 
 def heads_speed(args: argparse.Namespace, rows: int) -> dict[str, float]:
-    states = torch.randn(rows, DETER)
-    vectorised = LatentEnsembleHeads(DETER, 0, STOCH, HEADS, HIDDEN, layers=1)
+    """Forward and backward of all 7 heads on ``rows`` (state, action) pairs."""
+    states, actions = torch.randn(rows, DETER), torch.rand(rows, ACTION_DIM) * 2 - 1
+    vectorised = LatentEnsembleHeads(DETER, ACTION_DIM, STOCH, HEADS, HIDDEN, layers=1)
     loop = LoopHeads()
 
-    def step_vectorised() -> None:
-        prediction = vectorised.predict(states)
+    def step(heads: Callable[[torch.Tensor, torch.Tensor], EnsemblePrediction]) -> None:
+        prediction = heads(states, actions)
         (prediction.mean.sum() + prediction.var.sum()).backward()
 
+    def step_vectorised() -> None:
+        step(vectorised.predict)
+
     def step_loop() -> None:
-        out = loop(states)
-        out.sum().backward()
+        step(loop)
 
     fast, slow = timed(step_vectorised, args.seconds), timed(step_loop, args.seconds)
     return {"vectorised_per_s": fast, "loop_per_s": slow, "speedup": fast / slow}
