@@ -257,13 +257,14 @@ class LatentAgent(nn.Module):
             rollout.returns, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
         )
         value_loss = critic_loss(self.critic(acting_states.detach()), rollout.returns)
-        metrics = {
-            "imagined_reward": float(rollout.rewards.mean()),
-            "imagined_uncertainty": float(rollout.uncertainty.mean()),
-            "imagined_return": float(rollout.returns.mean()),
-            "policy_entropy": float(entropy.mean()),
-            "behaviour_log_prob": float(log_prob_behaviour.mean()),
+        logged = {
+            "imagined_reward": rollout.rewards,
+            "imagined_uncertainty": rollout.uncertainty,
+            "imagined_return": rollout.returns,
+            "policy_entropy": entropy,
+            "behaviour_log_prob": log_prob_behaviour,
         }
+        metrics = {key: float(value.detach().mean()) for key, value in logged.items()}
         return loss, value_loss, metrics
 
     def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
@@ -271,7 +272,8 @@ class LatentAgent(nn.Module):
         metrics["actor_grad_norm"] = self._step("actor", loss, self.actor)
         self._step("critic", value_loss, self.critic.online)
         self.critic.update_target(self.imagination.critic_tau)
-        return {"actor_loss": float(loss), "critic_loss": float(value_loss), **metrics}
+        losses = {"actor_loss": float(loss.detach()), "critic_loss": float(value_loss.detach())}
+        return {**losses, **metrics}
 
     def optimiser_state(self) -> dict[str, dict]:
         """Every optimiser's ``state_dict``, for checkpoints."""
