@@ -80,7 +80,7 @@ def batch(obs_shape: tuple[int, ...], size: int, length: int) -> dict[str, torch
 
 def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, float]:
     learner, data = agent(obs_shape), batch(obs_shape, args.batch, args.length)
-    updates = timed(lambda: learner.update(data, fit_prior=True), args.seconds)
+    updates = timed(lambda: learner.update(data), args.seconds)
     start = learner.world_model.rssm.observe(
         learner.world_model.encoder(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
         data["action"],

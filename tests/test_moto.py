@@ -20,6 +20,7 @@ from framework.library.latent_agent import (
     LatentAgent,
     OptimiserSettings,
     build_world_model,
+    episode_features,
 )
 from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
@@ -176,6 +177,30 @@ def _agent(alpha: float, beta: float, horizon: int = 4) -> LatentAgent:
 def _start(batch: int = 6) -> LatentState:
     generator = torch.Generator().manual_seed(1)
     return LatentState(torch.randn(batch, 8, generator=generator), torch.randn(batch, 4))
+
+
+def test_episode_features_pair_each_action_with_the_state_it_was_taken_at():
+    world_model = _agent(alpha=1.0, beta=1.0).world_model
+    rng = np.random.default_rng(0)
+    episodes = [
+        {
+            "obs.state": rng.normal(size=(length + 1, 3)).astype(np.float32),
+            "action": rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
+        }
+        for length in (6, 4, 6)
+    ]
+    torch.manual_seed(5)
+    features, actions = episode_features(world_model, episodes, "obs.state", torch.device("cpu"))
+    assert features.shape == (16, world_model.rssm.feature_dim) and actions.shape == (16, 2)
+    # Episodes of equal length are filtered together: first both 6-step ones, then the other.
+    expected = np.concatenate([episodes[0]["action"], episodes[2]["action"], episodes[1]["action"]])
+    np.testing.assert_array_equal(actions.numpy(), expected)
+    # The state action k was taken at has seen observation k and none after it.
+    episodes[0]["obs.state"][3] += 1.0
+    torch.manual_seed(5)
+    changed, _ = episode_features(world_model, episodes, "obs.state", torch.device("cpu"))
+    assert torch.equal(changed[:3], features[:3]) and torch.equal(changed[6:], features[6:])
+    assert not torch.equal(changed[3], features[3])
 
 
 def test_penalty_lowers_imagined_returns_by_exactly_alpha_times_uncertainty():

@@ -10,7 +10,8 @@ the tasks served here end by time limit only, so every imagined step is discount
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -193,21 +194,14 @@ class LatentAgent(nn.Module):
         optimiser.step()
         return float(norm)
 
-    def update(self, batch: Mapping[str, torch.Tensor], fit_prior: bool) -> dict[str, float]:
-        """One update of every part on ``batch``: the world model's ELBO, the behaviour prior's
-        likelihood of the batch's actions (when ``fit_prior``), then actor and critic on
+    def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """One update of the world model's ELBO on ``batch``, then of actor and critic on
         rollouts imagined from the batch's posterior states. Returns scalar metrics."""
         terms, observed = self.world_model.elbo(
             batch["obs"], batch["action"], batch["reward"], batch["is_first"]
         )
         metrics = {f"model_{key}": float(value.detach()) for key, value in terms.items()}
         metrics["model_grad_norm"] = self._step("model", terms["total"], self.world_model)
-        features = observed.posterior.features.detach()
-        if fit_prior and self.prior is not None:
-            # Row t+1's action was taken at row t's state; windows never cross episodes.
-            prior_nll = self.prior.nll(features[:, :-1], batch["action"][:, 1:])
-            self._step("prior", prior_nll, self.prior)
-            metrics["prior_nll"] = float(prior_nll.detach())
         start = observed.posterior.flatten_detached()
         if self.imagination.start_states and self.imagination.start_states < len(start.deter):
             picks = torch.randperm(len(start.deter), device=start.deter.device)
@@ -215,6 +209,17 @@ class LatentAgent(nn.Module):
             start = LatentState(start.deter[picks], start.stoch[picks])
         metrics.update(self._update_actor_critic(start))
         return metrics
+
+    def fit_prior(self, features: torch.Tensor, actions: torch.Tensor, batch_size: int) -> float:
+        """One maximum-likelihood step of the behaviour prior on ``batch_size`` random rows of
+        ``features`` ``(N, F)`` and the ``actions`` ``(N, A)`` taken there (for instance
+        :func:`episode_features` of the offline data); returns the batch's NLL."""
+        if self.prior is None:
+            raise ValueError("this agent has no behaviour prior to fit")
+        rows = torch.randint(len(features), (batch_size,), device=features.device)
+        nll = self.prior.nll(features[rows], actions[rows])
+        self._step("prior", nll, self.prior)
+        return float(nll.detach())
 
     def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, Rollout]:
         """Roll the actor ``horizon`` steps from ``start`` through the model (world model frozen,
@@ -283,6 +288,46 @@ class LatentAgent(nn.Module):
         """Restore :meth:`optimiser_state`."""
         for name, optimiser in self.optimisers.items():
             optimiser.load_state_dict(state[name])
+
+
+@torch.no_grad()
+def episode_features(
+    world_model: WorldModel,
+    episodes: Sequence[Mapping[str, np.ndarray]],
+    obs_key: str,
+    device: torch.device,
+    encode_chunk: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Filter whole episodes (episode layout: ``T + 1`` observations under ``obs_key``, ``T``
+    actions) through the world model, sampling the posterior as training does. Returns the
+    features ``(N, F)`` of the N = ΣT states an action was taken at, and those actions
+    ``(N, A)``. Episodes of equal length are filtered as one batch; observations are encoded
+    ``encode_chunk`` at a time to bound memory with images."""
+    by_length: dict[int, list[Mapping[str, np.ndarray]]] = defaultdict(list)
+    for episode in episodes:
+        by_length[len(episode["action"])].append(episode)
+    features, actions = [], []
+    for length, group in by_length.items():
+        obs = torch.as_tensor(np.stack([e[obs_key] for e in group]), device=device)
+        taken = torch.as_tensor(
+            np.stack([e["action"] for e in group]), dtype=torch.float32, device=device
+        )
+        count = len(group)
+        # Replay rows: row t holds observation t and the action taken before it.
+        previous = torch.cat([torch.zeros_like(taken[:, :1]), taken], dim=1)
+        is_first = torch.zeros(count, length + 1, dtype=torch.bool, device=device)
+        is_first[:, 0] = True
+        flat = obs.flatten(0, 1)
+        embeds = torch.cat(
+            [
+                world_model.encoder(flat[i : i + encode_chunk])
+                for i in range(0, len(flat), encode_chunk)
+            ]
+        ).reshape(count, length + 1, -1)
+        posterior = world_model.rssm.observe(embeds, previous, is_first).posterior
+        features.append(posterior.features[:, :-1].flatten(0, 1))
+        actions.append(taken.flatten(0, 1))
+    return torch.cat(features), torch.cat(actions)
 
 
 def batch_to_tensors(
