@@ -82,7 +82,7 @@ def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[s
     learner, data = agent(obs_shape), batch(obs_shape, args.batch, args.length)
     updates = timed(lambda: learner.update(data), args.seconds)
     start = learner.world_model.rssm.observe(
-        learner.world_model.encoder(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
+        learner.world_model.embed(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
         data["action"],
         data["is_first"],
     ).posterior.flatten_detached()

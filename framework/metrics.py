@@ -53,3 +53,9 @@ class RunLogger:
         self._writers.clear()
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def read_log(path: Path | str) -> list[dict[str, str]]:
+    """The rows of a run's CSV log (``offline.csv``, ``evaluation.csv``, ...) as dicts."""
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))

@@ -5,19 +5,23 @@ Algorithms compose these phases from their config: which phases run, with how ma
 which mix of offline and online data, how often to evaluate. The loops log to the run's CSVs
 (``offline.csv`` every ``log_every`` updates; ``train_episodes.csv`` per online episode;
 ``evaluation.csv`` as ``step,episode,success,seed,...``, the success rate after
-``episode`` online episodes and ``step`` online env steps) and call ``save`` for checkpoints.
+``episode`` online episodes and ``step`` online env steps) and write the checkpoint file
+(:meth:`PhaseRunner.save`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import trange
 
+from framework.checkpoint import save_checkpoint
 from framework.data.collect import record_episode
 from framework.evaluation import evaluate
 from framework.interfaces import EnvFactory, Policy
@@ -39,6 +43,10 @@ class SequenceLearner(Protocol):
         """A policy acting with the current parameters (sampling when ``explore``)."""
         ...
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the learner (weights, optimiser states, ...)."""
+        ...
+
 
 @dataclass
 class PhaseProgress:
@@ -52,7 +60,7 @@ class PhaseProgress:
 @dataclass(frozen=True)
 class OfflineSettings:
     """``updates`` on batches of ``batch_size`` offline windows; metrics logged every
-    ``log_every`` updates; ``save`` called every ``checkpoint_every`` updates and at the end."""
+    ``log_every`` updates; checkpoint saved every ``checkpoint_every`` updates and at the end."""
 
     updates: int
     batch_size: int
@@ -65,7 +73,8 @@ class OnlineSettings:
     """``episodes`` online episodes, each followed by ``updates_per_episode`` updates on
     batches of ``batch_size`` windows, ``online_fraction`` of them from online episodes.
     ``eval_episodes`` evaluation episodes before the first online episode and after every
-    ``eval_every`` of them (and the last); ``save`` after every ``checkpoint_every`` episodes.
+    ``eval_every`` of them (and the last); checkpoint saved after every ``checkpoint_every``
+    episodes.
     ``prefill_episodes``: online episodes collected before any update (random actions are not
     used: the actor explores with its own entropy)."""
 
@@ -88,13 +97,20 @@ class PhaseRunner:
         env_factory: EnvFactory,
         logger: RunLogger,
         seed: int,
-        save: Callable[[PhaseProgress, str], None],
+        checkpoint: Path,
         progress_bars: bool = True,
     ) -> None:
         self.learner, self.env_factory, self.logger = learner, env_factory, logger
-        self.seed, self.save, self.progress_bars = seed, save, progress_bars
+        self.seed, self.checkpoint, self.progress_bars = seed, checkpoint, progress_bars
         self.progress = PhaseProgress()
         self._start = time.perf_counter()
+
+    def save(self, phase: str) -> None:
+        """Write the checkpoint (atomically): the learner's
+        :meth:`~SequenceLearner.checkpoint_state`, the counters and ``phase``."""
+        progress = dataclasses.asdict(self.progress)
+        state = self.learner.checkpoint_state()
+        save_checkpoint(self.checkpoint, {"phase": phase, "progress": progress, **state})
 
     def evaluate(self, episodes: int, phase: str) -> float:
         """Success rate of the greedy policy over ``episodes`` episodes, logged to
@@ -130,8 +146,8 @@ class PhaseRunner:
                 self.logger.log("offline", self.progress.updates, metrics)
                 bar.set_postfix(model=f"{metrics.get('model_total', float('nan')):.3g}")
             if (index + 1) % settings.checkpoint_every == 0 and index + 1 < settings.updates:
-                self.save(self.progress, "offline")
-        self.save(self.progress, "offline")
+                self.save("offline")
+        self.save("offline")
 
     def online(
         self,
@@ -184,7 +200,7 @@ class PhaseRunner:
                     curve.append(self.evaluate(settings.eval_episodes, "online"))
                     bar.set_postfix(success=f"{curve[-1]:.2f}")
                 if (index + 1) % settings.checkpoint_every == 0 or last:
-                    self.save(self.progress, "online")
+                    self.save("online")
         finally:
             env.close()
         return curve

@@ -40,3 +40,9 @@ def one_torch_thread():
 @pytest.fixture
 def framework_cli():
     return run_framework
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> str:
+    """One folder of generated offline datasets for the whole session (each made once)."""
+    return str(tmp_path_factory.mktemp("datasets"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -24,26 +23,15 @@ from framework.library.latent_agent import (
 )
 from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
-from framework.metrics import RunLogger
+from framework.metrics import RunLogger, read_log
 from framework.runner import build_algorithm, run_experiment
 from framework_moto.moto import MOTO
 
 SMOKE = ["+algo=moto", "+experiment=smoke", "progress=false", "tensorboard=false"]
 
 
-@pytest.fixture(scope="module")
-def data_cache(tmp_path_factory) -> str:
-    """One folder of generated offline datasets for every test here (each is made once)."""
-    return str(tmp_path_factory.mktemp("datasets"))
-
-
 def _config(data_cache: str, *overrides: str):
     return compose_config([*SMOKE, f"algo.data.cache={data_cache}", *overrides])
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path) as file:
-        return list(csv.DictReader(file))
 
 
 def _moto(cfg, run_dir: Path) -> MOTO:
@@ -60,12 +48,12 @@ def test_smoke_preset_runs_both_phases_from_the_command_line(framework_cli, tmp_
         "run", *SMOKE, f"algo.data.cache={data_cache}", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    evaluations = _rows(run_dir / "evaluation.csv")
+    evaluations = read_log(run_dir / "evaluation.csv")
     assert list(evaluations[0])[:4] == ["step", "episode", "success", "seed"]
     # One evaluation after the offline phase, then one after each of the 2 online episodes.
     assert [row["episode"] for row in evaluations] == ["0.0", "1.0", "2.0"]
     assert [row["offline"] for row in evaluations] == ["1.0", "0.0", "0.0"]
-    assert len(_rows(run_dir / "offline.csv")) == 5  # 20 updates, logged every 5 and the last
+    assert len(read_log(run_dir / "offline.csv")) == 5  # 20 updates, logged every 5 and the last
     manifest = json.loads((run_dir / "online_episodes" / "manifest.json").read_text())
     assert [entry["length"] for entry in manifest["episodes"]] == [30, 30]
     results = json.loads((run_dir / "results.json").read_text())
@@ -79,7 +67,11 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     cfg = _config(data_cache, "phase=offline")
     trained = _moto(cfg, offline_dir)
     trained.run()
-    assert [row["offline"] for row in _rows(offline_dir / "evaluation.csv")] == ["1.0"]
+    assert [row["offline"] for row in read_log(offline_dir / "evaluation.csv")] == ["1.0"]
+    # State observations are standardised by the offline data's statistics.
+    offline = np.concatenate([e["obs.state"] for e in trained._offline_episodes])
+    normaliser = trained.agent.world_model.normaliser
+    np.testing.assert_allclose(normaliser.mean.numpy(), offline.mean(0), atol=1e-5)
     restored = _moto(_config(data_cache, "phase=online", f"init={offline_dir}"), tmp_path / "b")
     restored.load(str(offline_dir))
     for key, value in trained.agent.state_dict().items():
@@ -95,7 +87,11 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     online_dir = tmp_path / "online"
     results = run_experiment(_config(data_cache, "phase=online", f"init={offline_dir}"), online_dir)
     assert results["online_episodes"] == 2 and "offline_success" not in results
-    assert [row["episode"] for row in _rows(online_dir / "evaluation.csv")] == ["0.0", "1.0", "2.0"]
+    assert [row["episode"] for row in read_log(online_dir / "evaluation.csv")] == [
+        "0.0",
+        "1.0",
+        "2.0",
+    ]
 
 
 def test_online_phase_without_a_checkpoint_fails_clearly(tmp_path, data_cache):
@@ -141,7 +137,7 @@ def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, exp
     assert cfg.algo.name == "moto" and cfg.algo.offline.updates == 20  # smoke preset applied
     results = run_experiment(cfg, tmp_path)
     assert results["online_episodes"] == 2
-    losses = [float(row["actor_loss"]) for row in _rows(tmp_path / "offline.csv")]
+    losses = [float(row["actor_loss"]) for row in read_log(tmp_path / "offline.csv")]
     assert np.isfinite(losses).all()
 
 
@@ -255,7 +251,7 @@ def test_pixel_world_model_learns_and_its_imagination_is_saved(tmp_path, data_ca
         "algo.online.eval_episodes=1",
     )
     run_experiment(cfg, tmp_path)
-    losses = [float(row["model_total"]) for row in _rows(tmp_path / "offline.csv")]
+    losses = [float(row["model_total"]) for row in read_log(tmp_path / "offline.csv")]
     assert len(losses) == 40
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     gif = Image.open(tmp_path / "imagination.gif")

@@ -28,7 +28,7 @@ def open_loop_frames(
     context = max(1, min(context, steps + 1))
     is_first = torch.zeros(1, context, dtype=torch.bool, device=device)
     is_first[0, 0] = True
-    embeds = world_model.encoder(obs[:context]).unsqueeze(0)
+    embeds = world_model.embed(obs[:context]).unsqueeze(0)
     observed = world_model.rssm.observe(embeds, row_actions[:, :context], is_first)
     features = [observed.posterior.features[0]]
     state = LatentState(observed.posterior.deter[:, -1], observed.posterior.stoch[:, -1])

@@ -29,6 +29,7 @@ from framework.library.actor_critic import (
     actor_loss,
     critic_loss,
 )
+from framework.library.normaliser import ObservationNormaliser
 from framework.library.returns import lambda_returns, penalised_rewards
 from framework.library.rssm import (
     RSSM,
@@ -119,12 +120,17 @@ def build_world_model(
     free_nats: float = 1.0,
     kl_scale: float = 1.0,
     reward_scale: float = 1.0,
-    state_obs_std: float = 0.05,
+    state_obs_std: float = 0.2,
     pixel_obs_std: float = 1.0,
+    normalise_states: bool = True,
+    state_min_std: float = 0.01,
 ) -> WorldModel:
     """A :class:`WorldModel` around ``encoder`` and the transition ``heads``: a conv decoder
     for image observations ``(3, 64, 64)`` reconstructed at noise ``pixel_obs_std``, an MLP
-    decoder for vectors at ``state_obs_std`` (see :class:`WorldModel`'s ``obs_std``)."""
+    decoder for vectors at ``state_obs_std`` (see :class:`WorldModel`'s ``obs_std``). With
+    ``normalise_states``, vectors pass through an :class:`ObservationNormaliser` (identity
+    until fitted, per-dimension spread floored at ``state_min_std``)."""
+    pixels = len(obs_shape) == 3
     rssm = RSSM(
         encoder.feature_dim,
         action_dim,
@@ -135,7 +141,7 @@ def build_world_model(
         heads=heads,
     )
     decoder: ObservationDecoder
-    if len(obs_shape) == 3:
+    if pixels:
         decoder = ConvDecoder(rssm.feature_dim, obs_shape, conv_depth)
     else:
         decoder = MLPDecoder(rssm.feature_dim, obs_shape[0], decoder_hidden_dim, decoder_layers)
@@ -149,7 +155,10 @@ def build_world_model(
         free_nats,
         kl_scale,
         reward_scale,
-        pixel_obs_std if len(obs_shape) == 3 else state_obs_std,
+        pixel_obs_std if pixels else state_obs_std,
+        None
+        if pixels or not normalise_states
+        else ObservationNormaliser(obs_shape[0], state_min_std),
     )
 
 
@@ -320,7 +329,7 @@ def episode_features(
         flat = obs.flatten(0, 1)
         embeds = torch.cat(
             [
-                world_model.encoder(flat[i : i + encode_chunk])
+                world_model.embed(flat[i : i + encode_chunk])
                 for i in range(0, len(flat), encode_chunk)
             ]
         ).reshape(count, length + 1, -1)

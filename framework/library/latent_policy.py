@@ -44,7 +44,7 @@ class LatentPolicy(Policy):
         if isinstance(obs, Mapping):
             obs = obs[self.obs_key]
         obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0)
-        embed = self.world_model.encoder(obs_tensor)
+        embed = self.world_model.embed(obs_tensor)
         self._state = self.world_model.rssm.observe_step(
             self._state, self._action, embed, sample=self.explore
         )

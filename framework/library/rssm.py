@@ -23,6 +23,7 @@ from torch.distributions import Normal, kl_divergence
 
 from framework.interfaces import DynamicsEnsemble, Encoder, EnsemblePrediction, UncertaintyEstimator
 from framework.library.layers import mlp
+from framework.library.normaliser import ObservationNormaliser
 
 
 def _gaussian_stats(raw: torch.Tensor, min_std: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -448,6 +449,9 @@ class WorldModel(nn.Module):
     ``obs_std`` is the observation noise the reconstruction term assumes (the decoder's NLL
     is divided by its square). At 1 (DreamerV2) a model of low-dimensional states gains too
     little from encoding them precisely to pay the KL: give states a small ``obs_std``.
+    ``normaliser``: vector observations are standardised by it before the encoder reads them
+    and before the decoder reconstructs them (so ``obs_std`` is in units of each dimension's
+    spread); :meth:`embed` is the way in for every caller.
     """
 
     def __init__(
@@ -462,13 +466,23 @@ class WorldModel(nn.Module):
         kl_scale: float = 1.0,
         reward_scale: float = 1.0,
         obs_std: float = 1.0,
+        normaliser: ObservationNormaliser | None = None,
     ) -> None:
         super().__init__()
         self.encoder, self.rssm, self.decoder = encoder, rssm, decoder
+        self.normaliser = normaliser
         self.obs_std = obs_std
         self.reward_head = mlp([rssm.feature_dim] + [reward_hidden_dim] * reward_layers + [1])
         self.kl_balance, self.free_nats = kl_balance, free_nats
         self.kl_scale, self.reward_scale = kl_scale, reward_scale
+
+    def observation_target(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` as the encoder reads it and the decoder reconstructs it (normalised)."""
+        return obs if self.normaliser is None else self.normaliser(obs)
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The encoder's features ``(N, E)`` of raw observations ``(N, *obs_shape)``."""
+        return self.encoder(self.observation_target(obs))
 
     def elbo(
         self,
@@ -488,6 +502,7 @@ class WorldModel(nn.Module):
         filtering results (start states for imagination).
         """
         batch, length = obs.shape[:2]
+        obs = self.observation_target(obs)
         embeds = self.encoder(obs.flatten(0, 1)).reshape(batch, length, -1)
         observed = self.rssm.observe(embeds, actions, is_first, generator)
         features = observed.posterior.features

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from framework.plugins import hookimpl
 from framework.registry import ComponentRegistry
+from framework_baselines.bc import BC
 from framework_baselines.pets import PETS
 
 
 @hookimpl
 def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("algo", "pets", PETS, plugin=plugin)
+    registry.add("algo", "bc", BC, plugin=plugin)
 
 
 @hookimpl

@@ -21,16 +21,21 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from framework.checkpoint import load_checkpoint, save_checkpoint
-from framework.data import DatasetWriter, observation_spec
-from framework.data.offline import DataSettings, offline_dataset, with_sparse_rewards
+from framework.checkpoint import load_checkpoint
+from framework.data import DatasetWriter
+from framework.data.offline import DataSettings
 from framework.errors import UserInputError
 from framework.evaluation import save_video
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.imagination_video import open_loop_frames
 from framework.library.latent_agent import batch_to_tensors, build_latent_agent, episode_features
 from framework.library.latent_policy import LatentPolicy
-from framework.phases import OfflineSettings, OnlineSettings, PhaseProgress, PhaseRunner
+from framework.library.observed_env import observed_env
+from framework.phases import (
+    OfflineSettings,
+    OnlineSettings,
+    PhaseRunner,
+)
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 
@@ -55,9 +60,10 @@ class ReplaySettings:
 
 @dataclass(frozen=True)
 class PriorSettings:
-    """The behaviour prior's fit: with every agent update, one maximum-likelihood step on
-    ``batch_size`` random offline steps, at posterior features recomputed by filtering every
-    offline episode each ``refresh_every`` updates (the world model under them keeps learning).
+    """The behaviour prior's fit: with every agent update, ``steps_per_update``
+    maximum-likelihood steps on ``batch_size`` random offline steps each, at posterior features
+    recomputed by filtering every offline episode each ``refresh_every`` updates (the world
+    model under them keeps learning).
 
     Why not the update's own sequence batch: its 16 windows are a few stretches of a few
     episodes, and a prior fitted on them drifts off the demonstrations in closed loop
@@ -65,6 +71,7 @@ class PriorSettings:
     """
 
     batch_size: int = 256
+    steps_per_update: int = 4
     refresh_every: int = 100
 
 
@@ -96,23 +103,8 @@ class MOTO(Algorithm):
         self.replay_settings = typed_settings(ReplaySettings, cfg.algo, "algo")
         self.offline_settings = typed_settings(OfflineSettings, cfg.algo.offline, "algo.offline")
         self.online_settings = typed_settings(OnlineSettings, cfg.algo.online, "algo.online")
-        self.env_settings = OmegaConf.to_container(cfg.env, resolve=True)
-        observation = registry.get("encoder", cfg.encoder.name).observation
-        if "obs_mode" in self.env_settings:  # the env serves what the encoder reads
-            self.env_settings["obs_mode"] = observation
-        self.env_factory = registry.build("env", self.env_settings)
-        env = self.env_factory.make(context.seed)
-        try:
-            self.obs_spec = observation_spec(env.observation_space)
-            self.action_dim = env.action_space.shape[0]
-        finally:
-            env.close()
-        self.obs_key = f"obs.{observation}"
-        if self.obs_key not in self.obs_spec:
-            raise UserInputError(
-                f"encoder {cfg.encoder.name!r} reads {observation} observations, but env "
-                f"{cfg.env.name!r} gives {sorted(self.obs_spec)}"
-            )
+        self.observed = observed_env(registry, cfg, context.seed)
+        self.env_factory, self.obs_key = self.observed.factory, self.observed.obs_key
         self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
         self.beta_schedule = typed_settings(BetaSchedule, cfg.algo.online, "algo.online")
         self.prior_settings = typed_settings(PriorSettings, cfg.algo.prior, "algo.prior")
@@ -120,7 +112,7 @@ class MOTO(Algorithm):
         self._prior_data: tuple[torch.Tensor, torch.Tensor] | None = None
         self._prior_age = 0
         self.agent = build_latent_agent(
-            registry, cfg, self.obs_spec[self.obs_key], self.action_dim, with_prior=True
+            registry, cfg, self.observed.obs_shape, self.observed.action_dim, with_prior=True
         ).to(context.device)
         self.base_beta = self.agent.imagination.beta
 
@@ -136,9 +128,10 @@ class MOTO(Algorithm):
             )
             self._prior_age = 0
         self._prior_age += 1
-        metrics["prior_nll"] = self.agent.fit_prior(
-            *self._prior_data, self.prior_settings.batch_size
-        )
+        for _ in range(self.prior_settings.steps_per_update):
+            metrics["prior_nll"] = self.agent.fit_prior(
+                *self._prior_data, self.prior_settings.batch_size
+            )
         metrics["beta"] = self.agent.imagination.beta
         return metrics
 
@@ -161,30 +154,19 @@ class MOTO(Algorithm):
 
     def _offline_replay(self) -> tuple[SequenceReplay, Mapping[str, np.ndarray]]:
         """The offline episodes in a replay, and the first of them."""
-        dataset = offline_dataset(
-            self.env_factory, self.env_settings, self.data_settings, self.obs_spec, self.action_dim
-        )
-        sparse = self.env_settings.get("reward") == "sparse"
-        episodes = [with_sparse_rewards(e) if sparse else e for e in dataset.episodes]
-        keep = {self.obs_key, "action", "reward", "terminated", "truncated", "success"}
-        episodes = [{k: v for k, v in e.items() if k in keep} for e in episodes]
+        episodes = self.observed.offline_episodes(self.data_settings)
         replay = SequenceReplay.from_episodes(
             episodes, self.replay_settings.sequence_length, seed=self.context.seed
         )
         self._offline_episodes = episodes
         return replay, episodes[0]
 
-    def _save(self, progress: PhaseProgress, phase: str) -> None:
-        save_checkpoint(
-            self.context.run_dir / CHECKPOINT,
-            {
-                "phase": phase,
-                "progress": dataclasses.asdict(progress),
-                "agent": self.agent.state_dict(),
-                "optimisers": self.agent.optimiser_state(),
-                "config": OmegaConf.to_container(self.context.cfg, resolve=True),
-            },
-        )
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimisers": self.agent.optimiser_state(),
+            "config": OmegaConf.to_container(self.context.cfg, resolve=True),
+        }
 
     def load(self, init: str) -> dict[str, Any]:
         """Load the agent's weights and optimiser states from a checkpoint (exactly: every
@@ -206,10 +188,18 @@ class MOTO(Algorithm):
         if context.cfg.init is not None:
             self.load(context.cfg.init)
         runner = PhaseRunner(
-            self, self.env_factory, context.logger, context.seed, self._save, context.cfg.progress
+            self,
+            self.env_factory,
+            context.logger,
+            context.seed,
+            context.run_dir / CHECKPOINT,
+            context.cfg.progress,
         )
         phases = PHASES[context.cfg.phase]
         offline_replay, first_episode = self._offline_replay()
+        normaliser = self.agent.world_model.normaliser
+        if normaliser is not None and context.cfg.init is None:
+            normaliser.fit(np.concatenate([e[self.obs_key] for e in self._offline_episodes]))
         results: dict[str, float] = {}
         eval_episodes = self.online_settings.eval_episodes
         if "offline" in phases:
