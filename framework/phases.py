@@ -22,12 +22,15 @@ import numpy as np
 from tqdm import trange
 
 from framework.checkpoint import save_checkpoint
+from framework.data import DatasetWriter
 from framework.data.collect import record_episode
 from framework.evaluation import evaluate
 from framework.interfaces import EnvFactory, Policy
 from framework.metrics import RunLogger
 from framework.replay import MixedReplay, SequenceReplay
 
+#: The folder of a run's online episodes (dataset format).
+ONLINE_EPISODES = "online_episodes"
 #: Evaluation episodes start from seeds ``seed + EVAL_SEED_OFFSET + i``, apart from training's.
 EVAL_SEED_OFFSET = 100_000
 
@@ -86,6 +89,15 @@ class OnlineSettings:
     eval_episodes: int = 10
     checkpoint_every: int = 5
     prefill_episodes: int = 0
+
+
+def online_replay(
+    run_dir: Path, seed: int, capacity_steps: int, sequence_length: int
+) -> SequenceReplay:
+    """A replay for online episodes that first stores each whole episode on disk, in the
+    dataset format under ``run_dir/online_episodes`` (a killed run keeps every finished one)."""
+    writer = DatasetWriter(run_dir / ONLINE_EPISODES, {"seed": seed})
+    return SequenceReplay(capacity_steps, sequence_length, seed=seed + 1, episode_sink=writer)
 
 
 class PhaseRunner:

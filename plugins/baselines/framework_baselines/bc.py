@@ -14,16 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from framework.data.offline import DataSettings
-from framework.interfaces import Algorithm, Encoder, Policy, RunContext
-from framework.library.actor_critic import BehaviourPrior
-from framework.library.normaliser import ObservationNormaliser
+from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.observed_env import observed_env
 from framework.phases import OfflineSettings, PhaseRunner
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
+from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -42,45 +40,6 @@ class BCSettings:
     normalise_states: bool = True
 
 
-class ClonedPolicy(nn.Module):
-    """Observations → (normaliser) → encoder → Gaussian action head."""
-
-    def __init__(
-        self, encoder: Encoder, head: BehaviourPrior, normaliser: ObservationNormaliser | None
-    ) -> None:
-        super().__init__()
-        self.encoder, self.head, self.normaliser = encoder, head, normaliser
-
-    def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``(N, F)`` of raw observations ``(N, *obs_shape)``."""
-        return self.encoder(obs if self.normaliser is None else self.normaliser(obs))
-
-    def nll(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood of ``actions`` ``(N, A)`` at ``obs``."""
-        return self.head.nll(self.features(obs), actions)
-
-
-class _ModePolicy(Policy):
-    """Acts with the head's mode (or a sample of it when exploring); keeps no state."""
-
-    def __init__(self, model: ClonedPolicy, obs_key: str, explore: bool) -> None:
-        self.model, self.obs_key, self.explore = model, obs_key, explore
-
-    def reset(self) -> None:
-        pass
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
-        if isinstance(obs, Mapping):
-            obs = obs[self.obs_key]
-        device = next(self.model.parameters()).device
-        features = self.model.features(torch.as_tensor(np.asarray(obs), device=device)[None])
-        head = self.model.head
-        action = head.distribution(features).sample() if self.explore else head.mode(features)
-        # The head's actions live in [-1, 1], the action box of the envs served here.
-        return action[0].clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
-
-
 class BC(Algorithm):
     """Behaviour cloning on the offline data (``algo.data``), then one evaluation. Results:
     ``offline_success`` (= ``final_success``)."""
@@ -91,15 +50,7 @@ class BC(Algorithm):
         self.settings = typed_settings(BCSettings, cfg.algo.train, "algo.train")
         self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
         self.observed = observed_env(context.registry, cfg, context.seed)
-        encoder = context.registry.build("encoder", cfg.encoder, obs_shape=self.observed.obs_shape)
-        states = len(self.observed.obs_shape) == 1
-        self.model = ClonedPolicy(
-            encoder,
-            BehaviourPrior(encoder.feature_dim, self.observed.action_dim, **cfg.algo.head),
-            ObservationNormaliser(self.observed.obs_shape[0])
-            if states and self.settings.normalise_states
-            else None,
-        ).to(context.device)
+        self.model = build_encoded_policy(context, self.observed, self.settings.normalise_states)
         self.optimiser = torch.optim.Adam(self.model.parameters(), self.settings.lr)
 
     # The SequenceLearner protocol (framework.phases): windows of 2 rows, the first holding
@@ -115,7 +66,7 @@ class BC(Algorithm):
         return {"bc_nll": float(loss.detach())}
 
     def policy(self, explore: bool) -> Policy:
-        return _ModePolicy(self.model, self.observed.obs_key.removeprefix("obs."), explore)
+        return HeadPolicy(self.model, self.observed.obs_key.removeprefix("obs."), explore)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict()}

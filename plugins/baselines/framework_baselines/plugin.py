@@ -5,6 +5,7 @@ from __future__ import annotations
 from framework.plugins import hookimpl
 from framework.registry import ComponentRegistry
 from framework_baselines.bc import BC
+from framework_baselines.iql import IQL
 from framework_baselines.pets import PETS
 
 
@@ -12,6 +13,7 @@ from framework_baselines.pets import PETS
 def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("algo", "pets", PETS, plugin=plugin)
     registry.add("algo", "bc", BC, plugin=plugin)
+    registry.add("algo", "iql", IQL, plugin=plugin)
 
 
 @hookimpl

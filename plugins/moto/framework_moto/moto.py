@@ -22,7 +22,6 @@ import torch
 from omegaconf import OmegaConf
 
 from framework.checkpoint import load_checkpoint
-from framework.data import DatasetWriter
 from framework.data.offline import DataSettings
 from framework.errors import UserInputError
 from framework.evaluation import save_video
@@ -35,6 +34,7 @@ from framework.phases import (
     OfflineSettings,
     OnlineSettings,
     PhaseRunner,
+    online_replay,
 )
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
@@ -206,17 +206,15 @@ class MOTO(Algorithm):
             runner.offline(offline_replay, self.offline_settings)
             results["offline_success"] = runner.evaluate(eval_episodes, "offline")
         if "online" in phases:
-            writer = DatasetWriter(context.run_dir / "online_episodes", {"seed": context.seed})
-            online_replay = SequenceReplay(
-                self.replay_settings.online_capacity_steps,
-                self.replay_settings.sequence_length,
-                seed=context.seed + 1,
-                episode_sink=writer,
-            )
             self._set_online_beta(0)
             curve = runner.online(
                 offline_replay,
-                online_replay,
+                online_replay(
+                    context.run_dir,
+                    context.seed,
+                    self.replay_settings.online_capacity_steps,
+                    self.replay_settings.sequence_length,
+                ),
                 self.online_settings,
                 evaluate_first="offline" not in phases,
                 on_episode=self._set_online_beta,
