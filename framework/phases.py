@@ -25,10 +25,12 @@ from framework.checkpoint import save_checkpoint
 from framework.data import DatasetWriter
 from framework.data.collect import record_episode
 from framework.evaluation import evaluate
-from framework.interfaces import EnvFactory, Policy
+from framework.interfaces import EnvFactory, Policy, RunContext
 from framework.metrics import RunLogger
 from framework.replay import MixedReplay, SequenceReplay
 
+#: A run's checkpoint file, in its run folder.
+CHECKPOINT = "checkpoint.pt"
 #: The folder of a run's online episodes (dataset format).
 ONLINE_EPISODES = "online_episodes"
 #: Evaluation episodes start from seeds ``seed + EVAL_SEED_OFFSET + i``, apart from training's.
@@ -116,6 +118,21 @@ class PhaseRunner:
         self.seed, self.checkpoint, self.progress_bars = seed, checkpoint, progress_bars
         self.progress = PhaseProgress()
         self._start = time.perf_counter()
+
+    @classmethod
+    def for_run(
+        cls, learner: SequenceLearner, env_factory: EnvFactory, context: RunContext
+    ) -> PhaseRunner:
+        """A runner logging to the run's logger, seeded by its seed, checkpointing to
+        ``run_dir/checkpoint.pt``, with progress bars as ``cfg.progress`` says."""
+        return cls(
+            learner,
+            env_factory,
+            context.logger,
+            context.seed,
+            context.run_dir / CHECKPOINT,
+            context.cfg.progress,
+        )
 
     def save(self, phase: str) -> None:
         """Write the checkpoint (atomically): the learner's

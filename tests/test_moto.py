@@ -69,7 +69,7 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     trained.run()
     assert [row["offline"] for row in read_log(offline_dir / "evaluation.csv")] == ["1.0"]
     # State observations are standardised by the offline data's statistics.
-    offline = np.concatenate([e["obs.state"] for e in trained._offline_episodes])
+    offline = np.concatenate([e["obs.state"] for e in trained.offline_episodes])
     normaliser = trained.agent.world_model.normaliser
     np.testing.assert_allclose(normaliser.mean.numpy(), offline.mean(0), atol=1e-5)
     restored = _moto(_config(data_cache, "phase=online", f"init={offline_dir}"), tmp_path / "b")

@@ -23,8 +23,6 @@ from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
 
-CHECKPOINT = "checkpoint.pt"
-
 
 @dataclass(frozen=True)
 class BCSettings:
@@ -77,14 +75,7 @@ class BC(Algorithm):
         if self.model.normaliser is not None:
             self.model.normaliser.fit(np.concatenate([e[self.observed.obs_key] for e in episodes]))
         replay = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
-        runner = PhaseRunner(
-            self,
-            self.observed.factory,
-            context.logger,
-            context.seed,
-            context.run_dir / CHECKPOINT,
-            context.cfg.progress,
-        )
+        runner = PhaseRunner.for_run(self, self.observed.factory, context)
         runner.offline(
             replay,
             OfflineSettings(

@@ -31,8 +31,6 @@ from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
 
-CHECKPOINT = "checkpoint.pt"
-
 
 @dataclass(frozen=True)
 class IQLSettings:
@@ -150,14 +148,7 @@ class IQL(Algorithm):
         if self.model.normaliser is not None:
             self.model.normaliser.fit(np.concatenate([e[key] for e in episodes]))
         offline = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
-        runner = PhaseRunner(
-            self,
-            self.observed.factory,
-            context.logger,
-            context.seed,
-            context.run_dir / CHECKPOINT,
-            context.cfg.progress,
-        )
+        runner = PhaseRunner.for_run(self, self.observed.factory, context)
         runner.offline(offline, self.offline_settings)
         curve = [runner.evaluate(self.online_settings.eval_episodes, "offline")]
         if self.online_settings.episodes > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.plugins import hookimpl
 from framework.registry import ComponentRegistry
 from framework_baselines.bc import BC
@@ -14,6 +15,8 @@ def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("algo", "pets", PETS, plugin=plugin)
     registry.add("algo", "bc", BC, plugin=plugin)
     registry.add("algo", "iql", IQL, plugin=plugin)
+    # The core's latent-model agent as it stands is the Dreamer-style baseline.
+    registry.add("algo", "dreamer", LatentOfflineToOnline, plugin=plugin)
 
 
 @hookimpl

@@ -1,0 +1,186 @@
+"""Offline pre-training, then online fine-tuning, of a latent-model agent (world model and
+actor-critic in imagination, :class:`~framework.library.latent_agent.LatentAgent`): the
+phases as the config lists them (``phase=offline`` pre-trains and saves;
+``phase=online init=<checkpoint>`` fine-tunes; ``phase=all`` both), the offline data, the
+online episodes stored on disk, checkpoints and, from pixels, an imagination GIF.
+
+As it stands (``alpha``/``beta`` 0) this is the Dreamer-style agent trained naively offline,
+then online. Algorithms built on it add their own parts through :attr:`with_prior`,
+:meth:`train_step` and :meth:`on_online_episode` (MOTO: the behaviour prior and β's schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from framework.checkpoint import load_checkpoint
+from framework.data.format import Episode
+from framework.data.offline import DataSettings
+from framework.errors import UserInputError
+from framework.evaluation import save_video
+from framework.interfaces import Algorithm, Policy, RunContext
+from framework.library.imagination_video import open_loop_frames
+from framework.library.latent_agent import batch_to_tensors, build_latent_agent
+from framework.library.latent_policy import LatentPolicy
+from framework.library.observed_env import observed_env
+from framework.phases import (
+    CHECKPOINT,
+    OfflineSettings,
+    OnlineSettings,
+    PhaseRunner,
+    online_replay,
+)
+from framework.replay import SequenceReplay
+from framework.typed_config import typed_settings
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """Windows of ``sequence_length`` rows; online episodes kept up to ``online_capacity_steps``
+    rows (the oldest evicted first)."""
+
+    sequence_length: int = 50
+    online_capacity_steps: int = 1_000_000
+
+
+PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
+
+
+def checkpoint_path(init: str) -> Path:
+    """``init`` as a checkpoint file: a file as given, or a run folder's ``checkpoint.pt``."""
+    path = Path(init)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+class LatentOfflineToOnline(Algorithm):
+    """See the module docstring. Results: ``offline_success`` (after pre-training),
+    ``final_success``, ``best_success``, ``online_episodes``."""
+
+    #: Build the agent with a behaviour prior (its fitting is the subclass's business).
+    with_prior = False
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        cfg, registry = context.cfg, context.registry
+        if cfg.phase not in PHASES:
+            raise UserInputError(f"phase must be one of {', '.join(PHASES)}; got {cfg.phase!r}")
+        if cfg.phase == "online" and cfg.init is None:
+            raise UserInputError(
+                "phase=online fine-tunes a pre-trained agent: add init=<checkpoint file or run "
+                "folder> (from a phase=offline run)"
+            )
+        self.replay_settings = typed_settings(ReplaySettings, cfg.algo, "algo")
+        self.offline_settings = typed_settings(OfflineSettings, cfg.algo.offline, "algo.offline")
+        self.online_settings = typed_settings(OnlineSettings, cfg.algo.online, "algo.online")
+        self.observed = observed_env(registry, cfg, context.seed)
+        self.env_factory, self.obs_key = self.observed.factory, self.observed.obs_key
+        self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
+        self.offline_episodes: list[Episode] = []
+        self.agent = build_latent_agent(
+            registry,
+            cfg,
+            self.observed.obs_shape,
+            self.observed.action_dim,
+            with_prior=self.with_prior,
+        ).to(context.device)
+
+    # The SequenceLearner protocol (framework.phases).
+    def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:
+        """One agent update on a batch of sequence windows."""
+        return self.agent.update(batch_to_tensors(batch, self.obs_key, self.context.device))
+
+    def on_online_episode(self, episode: int) -> None:
+        """Called before online episode ``episode + 1``'s updates (``0``: before any)."""
+
+    def policy(self, explore: bool) -> Policy:
+        return LatentPolicy(
+            self.agent.world_model,
+            self.agent.actor,
+            self.obs_key.removeprefix("obs."),
+            explore,
+            self.context.device,
+        )
+
+    def _offline_replay(self) -> tuple[SequenceReplay, Episode]:
+        """The offline episodes in a replay, and the first of them."""
+        episodes = self.observed.offline_episodes(self.data_settings)
+        replay = SequenceReplay.from_episodes(
+            episodes, self.replay_settings.sequence_length, seed=self.context.seed
+        )
+        self.offline_episodes = episodes
+        return replay, episodes[0]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimisers": self.agent.optimiser_state(),
+            "config": OmegaConf.to_container(self.context.cfg, resolve=True),
+        }
+
+    def load(self, init: str) -> dict[str, Any]:
+        """Load the agent's weights and optimiser states from a checkpoint (exactly: every
+        parameter must match in name and shape); returns the checkpoint."""
+        path = checkpoint_path(init)
+        checkpoint = load_checkpoint(path)
+        try:
+            self.agent.load_state_dict(checkpoint["agent"])
+            self.agent.load_optimiser_state(checkpoint["optimisers"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise UserInputError(
+                f"checkpoint {path} does not fit this agent (was it saved with other encoder, "
+                f"world_model or algo sizes?): {str(error).splitlines()[0]}"
+            ) from None
+        return checkpoint
+
+    def run(self) -> dict[str, float]:
+        context = self.context
+        if context.cfg.init is not None:
+            self.load(context.cfg.init)
+        runner = PhaseRunner.for_run(self, self.env_factory, context)
+        phases = PHASES[context.cfg.phase]
+        offline_replay, first_episode = self._offline_replay()
+        normaliser = self.agent.world_model.normaliser
+        if normaliser is not None and context.cfg.init is None:
+            normaliser.fit(np.concatenate([e[self.obs_key] for e in self.offline_episodes]))
+        results: dict[str, float] = {}
+        eval_episodes = self.online_settings.eval_episodes
+        if "offline" in phases:
+            runner.offline(offline_replay, self.offline_settings)
+            results["offline_success"] = runner.evaluate(eval_episodes, "offline")
+        if "online" in phases:
+            self.on_online_episode(0)
+            before = [results["offline_success"]] if "offline" in phases else []
+            curve = before + runner.online(
+                offline_replay,
+                online_replay(
+                    context.run_dir,
+                    context.seed,
+                    self.replay_settings.online_capacity_steps,
+                    self.replay_settings.sequence_length,
+                ),
+                self.online_settings,
+                evaluate_first="offline" not in phases,
+                on_episode=self.on_online_episode,
+            )
+            results.update(
+                final_success=curve[-1],
+                best_success=max(curve),
+                online_episodes=float(runner.progress.online_episodes),
+            )
+        if self.obs_key == "obs.pixels":
+            self._save_imagination(first_episode)
+        return results
+
+    def _save_imagination(self, episode: Mapping[str, np.ndarray]) -> None:
+        """``imagination.gif``: an offline episode (left) beside the model's open-loop
+        prediction of it from its first 5 frames and its actions (right)."""
+        frames = open_loop_frames(
+            self.agent.world_model, episode["obs.pixels"], episode["action"], context=5
+        )
+        save_video(frames, self.context.run_dir / "imagination.gif")
