@@ -61,6 +61,19 @@ def test_dreamer_has_no_penalty_and_no_prior(tmp_path, data_cache):
     assert cfg.uncertainty.name == "none"
 
 
+@pytest.mark.parametrize("uncertainty", ["disagreement", "total_variance"])
+def test_lompo_penalises_imagined_rewards_offline_only(tmp_path, data_cache, uncertainty):
+    cfg = _config("lompo", data_cache, f"uncertainty={uncertainty}")
+    assert cfg.phase == "offline" and cfg.uncertainty.name == uncertainty
+    assert cfg.algo.alpha == 1.0 and cfg.algo.beta == 0.0
+    results = run_experiment(cfg, tmp_path)
+    assert set(results) == {"offline_success"}
+    log = read_log(tmp_path / "offline.csv")
+    uncertainties = [float(row["imagined_uncertainty"]) for row in log]
+    assert all(u > 0 for u in uncertainties)
+    assert not (tmp_path / "online_episodes").exists()
+
+
 def test_dreamer_world_model_and_critic_learn_the_point_task(tmp_path, data_cache):
     cfg = _config(
         "dreamer",

@@ -15,8 +15,10 @@ def register_components(registry: ComponentRegistry, plugin: str) -> None:
     registry.add("algo", "pets", PETS, plugin=plugin)
     registry.add("algo", "bc", BC, plugin=plugin)
     registry.add("algo", "iql", IQL, plugin=plugin)
-    # The core's latent-model agent as it stands is the Dreamer-style baseline.
+    # The core's latent-model agent as it stands is the Dreamer-style baseline; with a reward
+    # penalty and the offline phase only (configs/algo/lompo.yaml), the LOMPO-style one.
     registry.add("algo", "dreamer", LatentOfflineToOnline, plugin=plugin)
+    registry.add("algo", "lompo", LatentOfflineToOnline, plugin=plugin)
 
 
 @hookimpl
