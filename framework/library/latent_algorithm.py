@@ -96,7 +96,8 @@ class LatentOfflineToOnline(Algorithm):
         return self.agent.update(batch_to_tensors(batch, self.obs_key, self.context.device))
 
     def on_online_episode(self, episode: int) -> None:
-        """Called before online episode ``episode + 1``'s updates (``0``: before any)."""
+        """A hook: called with ``n`` once the n-th online episode is stored, before its
+        updates, and with 0 before the first episode (MOTO sets β here)."""
 
     def policy(self, explore: bool) -> Policy:
         return LatentPolicy(
