@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from omegaconf import DictConfig
 from tqdm import trange
 
 from framework.checkpoint import save_checkpoint
 from framework.data import DatasetWriter
 from framework.data.collect import record_episode
+from framework.errors import UserInputError
 from framework.evaluation import evaluate
 from framework.interfaces import EnvFactory, Policy, RunContext
 from framework.metrics import RunLogger
@@ -91,6 +93,18 @@ class OnlineSettings:
     eval_episodes: int = 10
     checkpoint_every: int = 5
     prefill_episodes: int = 0
+
+
+def reject_phase_options(cfg: DictConfig) -> None:
+    """For algorithms without separate phases or warm starts: fail clearly when the run asks
+    for ``phase`` other than ``all`` or an ``init`` checkpoint, rather than ignore them."""
+    asked = [f"phase={cfg.phase}"] if cfg.phase != "all" else []
+    asked += [f"init={cfg.init}"] if cfg.init is not None else []
+    if asked:
+        raise UserInputError(
+            f"algo {cfg.algo.name!r} runs as one phase and starts from scratch: drop "
+            f"{' and '.join(asked)} (offline-to-online algorithms such as moto, dreamer take them)"
+        )
 
 
 def online_replay(

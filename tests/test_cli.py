@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 
 
@@ -113,3 +114,18 @@ def test_multirun_sweeps_seeds(framework_cli, tmp_path):
     )
     assert seeds == [1, 2]
     assert all((sweep_dir / job / "results.json").exists() for job in ("0", "1"))
+
+
+@pytest.mark.parametrize("algo", ["bc", "iql", "pets"])
+@pytest.mark.parametrize("option", ["phase=offline", "init=runs/some_run"])
+def test_single_phase_algorithms_reject_phase_options(framework_cli, tmp_path, algo, option):
+    result = framework_cli(
+        "run",
+        f"+algo={algo}",
+        "+experiment=smoke",
+        option,
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"drop {option}" in result.stderr and "Traceback" not in result.stderr

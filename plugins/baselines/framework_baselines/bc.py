@@ -18,7 +18,7 @@ import torch
 from framework.data.offline import DataSettings
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.observed_env import observed_env
-from framework.phases import OfflineSettings, PhaseRunner
+from framework.phases import OfflineSettings, PhaseRunner, reject_phase_options
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
@@ -45,6 +45,7 @@ class BC(Algorithm):
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         cfg = context.cfg
+        reject_phase_options(cfg)
         self.settings = typed_settings(BCSettings, cfg.algo.train, "algo.train")
         self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
         self.observed = observed_env(context.registry, cfg, context.seed)

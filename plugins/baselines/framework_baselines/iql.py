@@ -26,7 +26,13 @@ from framework.data.offline import DataSettings
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.layers import mlp
 from framework.library.observed_env import observed_env
-from framework.phases import OfflineSettings, OnlineSettings, PhaseRunner, online_replay
+from framework.phases import (
+    OfflineSettings,
+    OnlineSettings,
+    PhaseRunner,
+    online_replay,
+    reject_phase_options,
+)
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
@@ -62,6 +68,7 @@ class IQL(Algorithm):
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         cfg = context.cfg
+        reject_phase_options(cfg)
         self.settings = typed_settings(IQLSettings, cfg.algo.iql, "algo.iql")
         self.data_settings = typed_settings(DataSettings, cfg.algo.data, "algo.data")
         self.offline_settings = typed_settings(OfflineSettings, cfg.algo.offline, "algo.offline")

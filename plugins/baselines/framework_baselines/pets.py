@@ -19,6 +19,7 @@ from framework.checkpoint import save_checkpoint
 from framework.errors import UserInputError
 from framework.interfaces import Algorithm, RunContext, TransitionEnsemble
 from framework.library.mpc import EnsembleMPC
+from framework.phases import reject_phase_options
 
 
 @dataclass
@@ -51,6 +52,7 @@ class PETS(Algorithm):
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         cfg, registry = context.cfg, context.registry
+        reject_phase_options(cfg)
         self.settings = cfg.algo
         self.env_factory = registry.build("env", cfg.env)
         self.env = self.env_factory.make(context.seed)
