@@ -148,7 +148,7 @@ class LatentOfflineToOnline(Algorithm):
         offline_replay, first_episode = self._offline_replay()
         normaliser = self.agent.world_model.normaliser
         if normaliser is not None and context.cfg.init is None:
-            normaliser.fit(np.concatenate([e[self.obs_key] for e in self.offline_episodes]))
+            normaliser.fit_episodes(self.offline_episodes, self.obs_key)
         results: dict[str, float] = {}
         eval_episodes = self.online_settings.eval_episodes
         if "offline" in phases:

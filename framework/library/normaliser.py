@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -33,6 +35,10 @@ class ObservationNormaliser(nn.Module):
             )
         self.mean.copy_(data.mean(0))
         self.std.copy_(data.std(0, correction=0).clamp_min(self.min_std))
+
+    def fit_episodes(self, episodes: Sequence[Mapping[str, np.ndarray]], obs_key: str) -> None:
+        """:meth:`fit` to every observation under ``obs_key`` of ``episodes``."""
+        self.fit(np.concatenate([episode[obs_key] for episode in episodes]))
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return (observations.float() - self.mean) / self.std

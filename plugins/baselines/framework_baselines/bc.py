@@ -74,7 +74,7 @@ class BC(Algorithm):
         context, settings = self.context, self.settings
         episodes = self.observed.offline_episodes(self.data_settings)
         if self.model.normaliser is not None:
-            self.model.normaliser.fit(np.concatenate([e[self.observed.obs_key] for e in episodes]))
+            self.model.normaliser.fit_episodes(episodes, self.observed.obs_key)
         replay = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
         runner = PhaseRunner.for_run(self, self.observed.factory, context)
         runner.offline(

@@ -89,9 +89,12 @@ class IQL(Algorithm):
             "actor": torch.optim.Adam(self.model.head.parameters(), lr),
         }
 
-    def _q_values(self, networks: nn.ModuleList, features: torch.Tensor, action: torch.Tensor):
+    def _q_values(
+        self, networks: nn.ModuleList, features: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """Each network's ``Q(s, a)``, stacked ``(2, N)``."""
         inputs = torch.cat([features, action], dim=-1)
-        return torch.stack([q(inputs).squeeze(-1) for q in networks])  # (2, N)
+        return torch.stack([q(inputs).squeeze(-1) for q in networks])
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
         optimiser = self.optimisers[name]
@@ -153,7 +156,7 @@ class IQL(Algorithm):
         context, key = self.context, self.observed.obs_key
         episodes = self.observed.offline_episodes(self.data_settings)
         if self.model.normaliser is not None:
-            self.model.normaliser.fit(np.concatenate([e[key] for e in episodes]))
+            self.model.normaliser.fit_episodes(episodes, key)
         offline = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
         runner = PhaseRunner.for_run(self, self.observed.factory, context)
         runner.offline(offline, self.offline_settings)
