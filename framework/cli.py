@@ -8,20 +8,23 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from framework.compose import prepare_overrides
 from framework.config_groups import PRIMARY_CONFIGS, group_options
-from framework.errors import UserInputError
+from framework.errors import RunStopped, UserInputError
 from framework.plugins import load_plugins
 from framework.registry import KINDS
-from framework.runner import run_experiment
+from framework.runner import RUN_CONFIG, resume_config, run_experiment
 
 USAGE = """usage: framework run +algo=NAME [GROUP=OPTION ...] [key=value ...] [hydra flags]
+       framework run resume=RUN_FOLDER
        framework list
        framework collect --task TASK --episodes N --noise STD --obs state|pixels|both --out DIR
 
-run      train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through
+run      train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through;
+         resume=RUN_FOLDER continues a stopped run from its last checkpoint
 list     installed plugins, registered components by kind, config options by group
 collect  write an offline dataset from MetaWorld's scripted policy (collect --help for more)
 """
@@ -32,16 +35,56 @@ _INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "-
 @hydra.main(config_path=PRIMARY_CONFIGS, config_name="config", version_base="1.3")
 def _hydra_run(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    code = _run_and_report(cfg, run_dir)
+    if code == 2 and run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {RUN_CONFIG}:
+        # A new run that failed its checks (an existing run is refused before anything is
+        # written): remove its folder, which Hydra made, rather than leave a husk.
+        (run_dir / RUN_CONFIG).unlink(missing_ok=True)
+        run_dir.rmdir()
+    if code and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # One failed job of a sweep: the launcher records it and the other jobs go on (an
+        # exit here would end a joblib sweep, or make Ray retry a "crashed" worker).
+        raise RuntimeError(f"run in {run_dir} failed (exit code {code}); see its output above")
+    if code:
+        sys.exit(code)
+
+
+def _run_and_report(cfg: DictConfig, run_dir: Path) -> int:
+    """Run, print the results or what stopped the run; the exit code."""
     try:
         results = run_experiment(cfg, run_dir)
-        summary = ", ".join(f"{key} {value:g}" for key, value in results.items())
-        print(f"{cfg.algo.name}: {summary}\noutputs: {run_dir}")
     except UserInputError as error:
         print(f"framework run: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except RunStopped as error:
+        print(f"framework run: {error}", file=sys.stderr)
+        return error.exit_code
+    summary = ", ".join(f"{key} {value:g}" for key, value in results.items())
+    print(f"{cfg.algo.name}: {summary}\noutputs: {run_dir}")
+    return 0
+
+
+def _resume(args: list[str]) -> int:
+    """``framework run resume=<run folder>``: continue that run with its saved config."""
+    if len(args) != 1:
+        others = " ".join(arg for arg in args if not arg.startswith("resume="))
+        print(
+            f"framework run: resume continues a run with its saved config; drop {others!r}",
+            file=sys.stderr,
+        )
+        return 2
+    run_dir = Path(args[0].removeprefix("resume="))
+    try:
+        cfg = resume_config(run_dir)
+    except UserInputError as error:
+        print(f"framework run: {error}", file=sys.stderr)
+        return 2
+    return _run_and_report(cfg, run_dir)
 
 
 def _run(args: list[str]) -> int:
+    if any(arg.startswith("resume=") for arg in args):
+        return _resume(args)
     plugins = load_plugins()
     args = prepare_overrides(args, plugins.searchpaths)
     if not any(arg.startswith("algo=") for arg in args) and not any(

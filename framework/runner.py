@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from framework.errors import UserInputError
 from framework.interfaces import Algorithm, RunContext
 from framework.metrics import RunLogger
+from framework.phases import CHECKPOINT
 from framework.plugins import load_plugins
 from framework.registry import KINDS, ComponentRegistry, RegistryError
 from framework.seeding import seed_everything
+from framework.typed_config import typed_settings
+
+#: The resolved config a run saves in its folder (and a resumed run reads back).
+RUN_CONFIG = "config.yaml"
 
 
 def check_component_names(cfg: DictConfig, registry: ComponentRegistry) -> None:
@@ -41,17 +48,80 @@ def build_algorithm(cfg: DictConfig, run_dir: Path, logger: RunLogger) -> Algori
     return registry.get("algo", cfg.algo.name)(context)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The top-level keys of ``configs/config.yaml``, type-checked before a run starts."""
+
+    seed: int
+    phase: str
+    init: str | None
+    resume: str | None
+    device: str
+    progress: bool
+    tensorboard: bool
+
+
+def check_run_settings(cfg: DictConfig) -> RunSettings:
+    """The top-level settings, typed; a clear error for a wrong type or an unusable device."""
+    settings = typed_settings(RunSettings, cfg, "")
+    try:
+        device = torch.device(settings.device)
+    except RuntimeError as error:
+        raise UserInputError(f"device={settings.device!r}: {error}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device={settings.device} but torch sees no GPU here: use device=cpu")
+    return settings
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """Train ``cfg.algo`` with outputs in ``run_dir``; returns the algorithm's final results."""
+    """Train ``cfg.algo`` with outputs in ``run_dir``; returns the algorithm's final results.
+
+    ``run_dir`` is a new folder, or with ``cfg.resume`` set the run folder being continued.
+    The checks that bad input can fail (names, types, an existing run in ``run_dir``, the
+    algorithm's own checks when it is built) run before anything is written there.
+    """
     registry = load_plugins().registry
     check_component_names(cfg, registry)
+    resuming = check_run_settings(cfg).resume is not None
+    if resuming and not registry.get("algo", cfg.algo.name).resumable:
+        raise UserInputError(
+            f"algo {cfg.algo.name!r} cannot resume a run (no phase checkpoints); start it again"
+        )
+    if not resuming and (run_dir / RUN_CONFIG).exists():
+        raise UserInputError(
+            f"{run_dir} already holds a run: continue it with `framework run resume={run_dir}`, "
+            "or choose another hydra.run.dir"
+        )
     seed_everything(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    # NaNs must reach the losses, where the phase runner's guard names the loss and the
+    # update; torch's distribution argument checks would raise from deep inside a forward pass.
+    torch.distributions.Distribution.set_default_validate_args(False)
     logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
     try:
-        results = build_algorithm(cfg, run_dir, logger).run()
+        algorithm = build_algorithm(cfg, run_dir, logger)
+        if not resuming:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
+        results = algorithm.run()
     finally:
         logger.close()
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def resume_config(run_dir: Path) -> DictConfig:
+    """The saved config of the run in ``run_dir``, set to resume it; a clear error when the
+    folder holds no run or no checkpoint yet."""
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise UserInputError(
+            f"resume={run_dir}: not a run folder (no {RUN_CONFIG}); pass the folder a "
+            "`framework run` wrote (runs/<algo>/<time>/ or a sweep's job folder)"
+        )
+    if not (run_dir / CHECKPOINT).is_file():
+        raise UserInputError(
+            f"resume={run_dir}: the run stopped before its first checkpoint ({CHECKPOINT}); "
+            "start it again instead"
+        )
+    cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    cfg.resume = str(run_dir)
+    return cfg

@@ -67,7 +67,7 @@ def test_lompo_penalises_imagined_rewards_offline_only(tmp_path, data_cache, unc
     assert cfg.phase == "offline" and cfg.uncertainty.name == uncertainty
     assert cfg.algo.alpha == 1.0 and cfg.algo.beta == 0.0
     results = run_experiment(cfg, tmp_path)
-    assert set(results) == {"offline_success"}
+    assert set(results) == {"offline_success", "final_success", "best_success"}
     log = read_log(tmp_path / "offline.csv")
     uncertainties = [float(row["imagined_uncertainty"]) for row in log]
     assert all(u > 0 for u in uncertainties)

@@ -21,10 +21,13 @@ from framework.library.metaworld_env import MetaWorldEnvFactory
 REWARD = "dense"
 
 
-def record_episode(env: gym.Env, act: Callable[[Any, dict[str, Any]], np.ndarray]) -> Episode:
-    """Run one episode of ``env`` to its end with actions ``act(observation, info)`` (``info``
-    from the reset or the last step); returns it in the episode layout (docs/datasets.md)."""
-    observation, info = env.reset()
+def record_episode(
+    env: gym.Env, act: Callable[[Any, dict[str, Any]], np.ndarray], seed: int | None = None
+) -> Episode:
+    """Run one episode of ``env`` from ``env.reset(seed=seed)`` to its end with actions
+    ``act(observation, info)`` (``info`` from the reset or the last step); returns it in the
+    episode layout (docs/datasets.md)."""
+    observation, info = env.reset(seed=seed)
     rows: dict[str, list[np.ndarray]] = {
         key: [value] for key, value in observation_entries(observation).items()
     }

@@ -194,7 +194,18 @@ class DatasetWriter:
         self._spec = _spec_from_json(manifest["spec"], self.root)
         self._episodes: list[dict[str, Any]] = manifest["episodes"]
         (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
         self._write_manifest()
+
+    def _remove_leftovers(self) -> None:
+        """Delete what a writer killed mid-write leaves behind: temporary files, and an episode
+        file stored before its manifest entry (it would be rewritten as the next episode)."""
+        listed = {entry["file"] for entry in self._episodes}
+        for path in (self.root / EPISODES_DIR).iterdir():
+            if f"{EPISODES_DIR}/{path.name}" not in listed:
+                path.unlink()
+        for path in self.root.glob(".*.tmp"):
+            path.unlink()
 
     def __len__(self) -> int:
         return len(self._episodes)

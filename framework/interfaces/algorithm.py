@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from omegaconf import DictConfig
@@ -38,6 +38,11 @@ class Algorithm(ABC):
         ``run()``: train, log through ``context.logger``, write checkpoints under
         ``context.run_dir``; return final scalar results (e.g. ``{"return": 200.0}``).
     """
+
+    #: Whether ``framework run resume=<run folder>`` can continue this algorithm's runs (it
+    #: restores from ``context.run_dir``'s checkpoint when ``cfg.resume`` is set, as the
+    #: :class:`~framework.phases.PhaseRunner` does).
+    resumable: ClassVar[bool] = False
 
     def __init__(self, context: RunContext) -> None:
         self.context = context

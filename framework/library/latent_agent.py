@@ -284,7 +284,7 @@ class LatentAgent(nn.Module):
     def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
         loss, value_loss, metrics = self.actor_critic_losses(start)
         metrics["actor_grad_norm"] = self._step("actor", loss, self.actor)
-        self._step("critic", value_loss, self.critic.online)
+        metrics["critic_grad_norm"] = self._step("critic", value_loss, self.critic.online)
         self.critic.update_target(self.imagination.critic_tau)
         losses = {"actor_loss": float(loss.detach()), "critic_loss": float(value_loss.detach())}
         return {**losses, **metrics}

@@ -29,13 +29,7 @@ from framework.library.imagination_video import open_loop_frames
 from framework.library.latent_agent import batch_to_tensors, build_latent_agent
 from framework.library.latent_policy import LatentPolicy
 from framework.library.observed_env import observed_env
-from framework.phases import (
-    CHECKPOINT,
-    OfflineSettings,
-    OnlineSettings,
-    PhaseRunner,
-    online_replay,
-)
+from framework.phases import CHECKPOINT, OfflineSettings, OnlineSettings, PhaseRunner
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 
@@ -61,6 +55,8 @@ def checkpoint_path(init: str) -> Path:
 class LatentOfflineToOnline(Algorithm):
     """See the module docstring. Results: ``offline_success`` (after pre-training),
     ``final_success``, ``best_success``, ``online_episodes``."""
+
+    resumable = True
 
     #: Build the agent with a behaviour prior (its fitting is the subclass's business).
     with_prior = False
@@ -97,7 +93,7 @@ class LatentOfflineToOnline(Algorithm):
 
     def on_online_episode(self, episode: int) -> None:
         """A hook: called with ``n`` once the n-th online episode is stored, before its
-        updates, and with 0 before the first episode (MOTO sets β here)."""
+        updates, and with the count stored so far before the online loop (MOTO sets β here)."""
 
     def policy(self, explore: bool) -> Policy:
         return LatentPolicy(
@@ -139,41 +135,29 @@ class LatentOfflineToOnline(Algorithm):
             ) from None
         return checkpoint
 
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load the agent's weights and optimiser states from checkpoint ``state``."""
+        self.agent.load_state_dict(state["agent"])
+        self.agent.load_optimiser_state(state["optimisers"])
+
     def run(self) -> dict[str, float]:
         context = self.context
         if context.cfg.init is not None:
             self.load(context.cfg.init)
-        runner = PhaseRunner.for_run(self, self.env_factory, context)
-        phases = PHASES[context.cfg.phase]
         offline_replay, first_episode = self._offline_replay()
         normaliser = self.agent.world_model.normaliser
         if normaliser is not None and context.cfg.init is None:
             normaliser.fit_episodes(self.offline_episodes, self.obs_key)
-        results: dict[str, float] = {}
-        eval_episodes = self.online_settings.eval_episodes
-        if "offline" in phases:
-            runner.offline(offline_replay, self.offline_settings)
-            results["offline_success"] = runner.evaluate(eval_episodes, "offline")
-        if "online" in phases:
-            self.on_online_episode(0)
-            before = [results["offline_success"]] if "offline" in phases else []
-            curve = before + runner.online(
-                offline_replay,
-                online_replay(
-                    context.run_dir,
-                    context.seed,
-                    self.replay_settings.online_capacity_steps,
-                    self.replay_settings.sequence_length,
-                ),
-                self.online_settings,
-                evaluate_first="offline" not in phases,
-                on_episode=self.on_online_episode,
-            )
-            results.update(
-                final_success=curve[-1],
-                best_success=max(curve),
-                online_episodes=float(runner.progress.online_episodes),
-            )
+        runner = PhaseRunner.for_run(self, self.env_factory, context)
+        results = runner.run(
+            PHASES[context.cfg.phase],
+            offline_replay,
+            self.offline_settings,
+            self.online_settings.eval_episodes,
+            self.online_settings,
+            self.replay_settings.online_capacity_steps,
+            on_episode=self.on_online_episode,
+        )
         if self.obs_key == "obs.pixels":
             self._save_imagination(first_episode)
         return results

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -154,6 +154,15 @@ class SequenceReplay:
             replay.add_episode(episode)
         replay.episode_sink = episode_sink
         return replay
+
+    @property
+    def rng_state(self) -> dict[str, Any]:
+        """The window sampler's generator state (for checkpoints; assign it to restore)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state
 
     @property
     def num_episodes(self) -> int:

@@ -42,6 +42,8 @@ class BC(Algorithm):
     """Behaviour cloning on the offline data (``algo.data``), then one evaluation. Results:
     ``offline_success`` (= ``final_success``)."""
 
+    resumable = True
+
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         cfg = context.cfg
@@ -70,6 +72,10 @@ class BC(Algorithm):
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict()}
 
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+
     def run(self) -> dict[str, float]:
         context, settings = self.context, self.settings
         episodes = self.observed.offline_episodes(self.data_settings)
@@ -77,11 +83,7 @@ class BC(Algorithm):
             self.model.normaliser.fit_episodes(episodes, self.observed.obs_key)
         replay = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
         runner = PhaseRunner.for_run(self, self.observed.factory, context)
-        runner.offline(
-            replay,
-            OfflineSettings(
-                settings.updates, settings.batch_size, settings.log_every, settings.checkpoint_every
-            ),
+        offline = OfflineSettings(
+            settings.updates, settings.batch_size, settings.log_every, settings.checkpoint_every
         )
-        success = runner.evaluate(settings.eval_episodes, "offline")
-        return {"offline_success": success, "final_success": success}
+        return runner.run(("offline",), replay, offline, settings.eval_episodes)

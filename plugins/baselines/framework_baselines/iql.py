@@ -26,13 +26,7 @@ from framework.data.offline import DataSettings
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.layers import mlp
 from framework.library.observed_env import observed_env
-from framework.phases import (
-    OfflineSettings,
-    OnlineSettings,
-    PhaseRunner,
-    online_replay,
-    reject_phase_options,
-)
+from framework.phases import OfflineSettings, OnlineSettings, PhaseRunner, reject_phase_options
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 from framework_baselines.encoded_policy import HeadPolicy, build_encoded_policy
@@ -64,6 +58,8 @@ def expectile_loss(difference: torch.Tensor, expectile: float) -> torch.Tensor:
 class IQL(Algorithm):
     """Offline IQL, then ``algo.online.episodes`` of fine-tuning (0: offline only). Results:
     ``offline_success``, ``final_success``, ``best_success``, ``online_episodes``."""
+
+    resumable = True
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
@@ -152,6 +148,12 @@ class IQL(Algorithm):
             "optimisers": {name: opt.state_dict() for name, opt in self.optimisers.items()},
         }
 
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name in ("model", "q", "q_target", "value"):
+            getattr(self, name).load_state_dict(state[name])
+        for name, optimiser in self.optimisers.items():
+            optimiser.load_state_dict(state["optimisers"][name])
+
     def run(self) -> dict[str, float]:
         context, key = self.context, self.observed.obs_key
         episodes = self.observed.offline_episodes(self.data_settings)
@@ -159,16 +161,12 @@ class IQL(Algorithm):
             self.model.normaliser.fit_episodes(episodes, key)
         offline = SequenceReplay.from_episodes(episodes, 2, seed=context.seed)
         runner = PhaseRunner.for_run(self, self.observed.factory, context)
-        runner.offline(offline, self.offline_settings)
-        curve = [runner.evaluate(self.online_settings.eval_episodes, "offline")]
-        if self.online_settings.episodes > 0:
-            online = online_replay(
-                context.run_dir, context.seed, self.settings.online_capacity_steps, 2
-            )
-            curve += runner.online(offline, online, self.online_settings, evaluate_first=False)
-        return {
-            "offline_success": curve[0],
-            "final_success": curve[-1],
-            "best_success": max(curve),
-            "online_episodes": float(runner.progress.online_episodes),
-        }
+        phases = ("offline", "online") if self.online_settings.episodes > 0 else ("offline",)
+        return runner.run(
+            phases,
+            offline,
+            self.offline_settings,
+            self.online_settings.eval_episodes,
+            self.online_settings,
+            self.settings.online_capacity_steps,
+        )

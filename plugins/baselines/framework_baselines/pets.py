@@ -53,6 +53,11 @@ class PETS(Algorithm):
         super().__init__(context)
         cfg, registry = context.cfg, context.registry
         reject_phase_options(cfg)
+        if registry.get("encoder", cfg.encoder.name).observation != "state":
+            raise UserInputError(
+                f"PETS plans on the env's state vectors; encoder {cfg.encoder.name!r} reads "
+                "pixels: drop the encoder override (model-based from pixels: +algo=moto or dreamer)"
+            )
         self.settings = cfg.algo
         self.env_factory = registry.build("env", cfg.env)
         self.env = self.env_factory.make(context.seed)
