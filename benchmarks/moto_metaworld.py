@@ -14,7 +14,6 @@ seeds) and a JSON summary.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from learning_curves import read_curve, write_curve_csv
 from scipy import stats
 
 matplotlib.use("Agg")
@@ -65,27 +65,6 @@ def run_one(algo: str, task: str, seed: int, args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def write_success_csv(run_dir: Path) -> None:
-    """``success.csv`` beside the run's ``evaluation.csv``: ``step,episode,success,seed``."""
-    with open(run_dir / "evaluation.csv") as source:
-        rows = list(csv.DictReader(source))
-    with open(run_dir / "success.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["step", "episode", "success", "seed"])
-        for row in rows:
-            writer.writerow([row["step"], row["episode"], row["success"], int(float(row["seed"]))])
-
-
-def curve(run_dir: Path) -> tuple[list[int], list[float], float]:
-    """(online episodes, success) of every evaluation, and the success after pre-training."""
-    with open(run_dir / "evaluation.csv") as file:
-        rows = list(csv.DictReader(file))
-    episodes = [int(float(row["episode"])) for row in rows]
-    success = [float(row["success"]) for row in rows]
-    offline = [float(row["success"]) for row in rows if row["offline"] == "1.0"]
-    return episodes, success, offline[0] if offline else float("nan")
-
-
 def interval(values: list[float]) -> tuple[float, float]:
     """Mean and half-width of the 95% Student-t interval (0 for one seed)."""
     mean = float(np.mean(values))
@@ -123,9 +102,9 @@ def main() -> None:
             runs = [
                 d for (a, t, _), d in zip(jobs, run_dirs, strict=True) if (a, t) == (algo, task)
             ]
-            curves = [curve(d) for d in runs]
-            episodes = curves[0][0]
-            matrix = np.array([c[1] for c in curves])
+            curves = [read_curve(d) for d in runs]
+            episodes = curves[0].episodes
+            matrix = np.array([c.success for c in curves])
             means, widths = zip(*(interval(list(col)) for col in matrix.T), strict=True)
             axis.plot(episodes, means, label=algo)
             axis.fill_between(
@@ -134,7 +113,7 @@ def main() -> None:
             axis.set_title(task)
             axis.set_xlabel("online episodes")
             axis.set_ylim(-0.05, 1.05)
-            offline, final = interval([c[2] for c in curves]), interval(list(matrix[:, -1]))
+            offline, final = interval([c.offline for c in curves]), interval(list(matrix[:, -1]))
             summary.setdefault(algo, {})[task] = {
                 "offline_mean": offline[0],
                 "offline_ci95": offline[1],
@@ -148,8 +127,9 @@ def main() -> None:
                 f"{algo:<22}{task:<26}{offline[0]:>9.2f} ±{offline[1]:.2f}"
                 f"{final[0]:>9.2f} ±{final[1]:.2f}"
             )
-            for run_dir in runs:
-                write_success_csv(run_dir)
+            for run_dir, run_curve in zip(runs, curves, strict=True):
+                columns = ("step", "episode", "success", "seed")
+                write_curve_csv(run_curve, run_dir / "success.csv", columns)
     axes[0].set_ylabel("success rate")
     axes[0].legend()
     figure.tight_layout()

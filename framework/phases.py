@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import trange
+from tqdm import tqdm, trange
 
 from framework.checkpoint import load_checkpoint, save_checkpoint
 from framework.data import DatasetWriter, load_dataset
@@ -292,14 +292,7 @@ class PhaseRunner:
         """Pre-train on ``replay`` (offline windows only) up to ``settings.updates`` updates,
         from the progress's count on."""
         replay = self._track("offline", replay)
-        bar = trange(
-            self.progress.updates,
-            settings.updates,
-            initial=self.progress.updates,
-            total=settings.updates,
-            desc="offline updates",
-            disable=not self.progress_bars,
-        )
+        bar = self._bar(self.progress.updates, settings.updates, "offline updates")
         for index in bar:
             metrics = self._update(replay, settings.batch_size, "offline")
             if index % settings.log_every == 0 or index == settings.updates - 1:
@@ -332,14 +325,7 @@ class PhaseRunner:
             self.progress.curve.append(self.evaluate(settings.eval_episodes, "online"))
         if on_episode is not None:
             on_episode(self.progress.online_episodes)
-        bar = trange(
-            self.progress.online_episodes,
-            settings.episodes,
-            initial=self.progress.online_episodes,
-            total=settings.episodes,
-            desc="online episodes",
-            disable=not self.progress_bars,
-        )
+        bar = self._bar(self.progress.online_episodes, settings.episodes, "online episodes")
         try:
             for index in bar:
                 policy = self.learner.policy(explore=True)
@@ -384,6 +370,12 @@ class PhaseRunner:
                 "model_total": metrics.get("model_total", float("nan")),
                 "actor_loss": metrics.get("actor_loss", float("nan")),
             },
+        )
+
+    def _bar(self, done: int, total: int, label: str) -> tqdm:
+        """A progress bar over ``range(done, total)`` that shows ``done`` as already made."""
+        return trange(
+            done, total, initial=done, total=total, desc=label, disable=not self.progress_bars
         )
 
     def _track(self, name: str, replay: SequenceReplay) -> SequenceReplay:
@@ -437,12 +429,3 @@ class PhaseRunner:
                 f"{self.progress.online_episodes} online episodes; checkpoint saved. Continue "
                 f"with: framework run resume={self.run_dir}"
             )
-
-
-def online_replay(*args: object, **kwargs: object) -> SequenceReplay:
-    """TEMPORARY NOTE FOR THE MBPO HELPER (the lead removes this): the phases API changed while
-    you worked. Use ``PhaseRunner.for_run(self, factory, context).run(phases, offline_replay,
-    offline_settings, eval_episodes, online_settings, online_capacity_steps)`` as iql.py now
-    does (it makes the online replay itself: ``runner.online_replay``), and implement
-    ``restore(state)`` (load what ``checkpoint_state`` returned) as iql.py does."""
-    raise NotImplementedError(online_replay.__doc__)

@@ -17,8 +17,9 @@ from tqdm import trange
 
 from framework.checkpoint import save_checkpoint
 from framework.errors import UserInputError
-from framework.interfaces import Algorithm, RunContext, TransitionEnsemble
+from framework.interfaces import Algorithm, RunContext
 from framework.library.mpc import EnsembleMPC
+from framework.library.transition_models import build_transition_ensemble
 from framework.phases import reject_phase_options
 
 
@@ -69,20 +70,10 @@ class PETS(Algorithm):
                 f"{action_space}"
             )
         reward_fn = None if self.settings.learn_reward else self.env_factory.reward_fn
-        self.model = registry.build(
-            "dynamics",
-            cfg.dynamics,
-            obs_dim=obs_space.shape[0],
-            action_dim=action_space.shape[0],
-            learns_reward=reward_fn is None,
-            device=str(context.device),
-            seed=context.seed,
+        obs_dim, action_dim = obs_space.shape[0], action_space.shape[0]
+        self.model = build_transition_ensemble(
+            context, obs_dim, action_dim, learns_reward=reward_fn is None, learner="PETS"
         )
-        if not isinstance(self.model, TransitionEnsemble):
-            raise UserInputError(
-                f"PETS trains its model on transitions: dynamics {cfg.dynamics.name!r} is a "
-                f"{type(self.model).__name__}, not a TransitionEnsemble"
-            )
         planner = registry.build(
             "planner",
             cfg.planner,
