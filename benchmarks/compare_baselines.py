@@ -150,6 +150,8 @@ def main() -> None:
     offline_point, offline_ci = rly.get_interval_estimates(offline, aggregate, reps=REPS)
 
     figure, (curves_axis, profile_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {algo: cycle[index % len(cycle)] for index, algo in enumerate(runs)}
     points = max(len(curve.success) for found in runs.values() for curve in found.values())
     summary = {}
     print(f"{'algo':<12}{'runs':>5}{'offline IQM':>14}{'final IQM [95% CI]':>26}{'final mean':>22}")
@@ -164,12 +166,13 @@ def main() -> None:
         ]
         if len(episodes) == 1:  # offline only: flat across the online axis
             xs = list(np.linspace(0, args.online_episodes, points))
-        curves_axis.plot(xs, [iqm[i][0] for i in range(points)], label=algo)
+        curves_axis.plot(xs, [iqm[i][0] for i in range(points)], label=algo, color=colors[algo])
         curves_axis.fill_between(
             xs,
             [ci[i][0, 0] for i in range(points)],
             [ci[i][1, 0] for i in range(points)],
             alpha=0.2,
+            color=colors[algo],
         )
         summary[algo] = {
             "runs": int(final[algo].size),
@@ -199,12 +202,20 @@ def main() -> None:
         taus,
         performance_profile_cis=profile_cis,
         ax=profile_axis,
+        colors=colors,
         xlabel=r"final success rate $\tau$",
         ylabel=r"fraction of runs with success $> \tau$",
     )
     figure.tight_layout()
     figure.savefig(args.out / "compare_baselines.png", dpi=120)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        "\nfinal success by task (mean over seeds):\n"
+        + f"{'algo':<12}"
+        + "".join(f"{task:>18}" for task in args.tasks)
+    )
+    for algo, entry in summary.items():
+        print(f"{algo:<12}" + "".join(f"{entry['final_by_task'][t]:>18.2f}" for t in args.tasks))
     print(f"written: {args.out / 'compare_baselines.png'}, {args.out / 'summary.json'}")
 
 

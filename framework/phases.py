@@ -196,6 +196,11 @@ class PhaseRunner:
         """Continue from the run folder's checkpoint: the learner's state, the progress, the
         random generators; the logs are rolled back to it (rows logged after it are dropped)."""
         state = load_checkpoint(self.checkpoint)
+        if "rng" not in state or "progress" not in state:
+            raise UserInputError(
+                f"{self.checkpoint} has no progress or random-generator states to resume from "
+                "(written by an older framework version): start the run again"
+            )
         self.learner.restore(state)
         self.progress = PhaseProgress(**state["progress"])
         random.setstate(state["rng"]["python"])
