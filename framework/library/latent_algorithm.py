@@ -126,8 +126,7 @@ class LatentOfflineToOnline(Algorithm):
         path = checkpoint_path(init)
         checkpoint = load_checkpoint(path)
         try:
-            self.agent.load_state_dict(checkpoint["agent"])
-            self.agent.load_optimiser_state(checkpoint["optimisers"])
+            self.restore(checkpoint)
         except (KeyError, RuntimeError, ValueError) as error:
             raise UserInputError(
                 f"checkpoint {path} does not fit this agent (was it saved with other encoder, "
