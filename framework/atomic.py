@@ -21,3 +21,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files that :func:`atomic_write_bytes` calls killed mid-write left
+    in ``folder``."""
+    for path in Path(folder).glob(".*.tmp"):
+        path.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
@@ -31,7 +32,7 @@ class RunLogger:
         """Append one row ``step, *values`` to ``group``'s CSV and TensorBoard. Nothing is
         written before the first row; a CSV already in the folder (a resumed run) is
         appended to."""
-        row = {"step": step, **{key: float(value) for key, value in values.items()}}
+        row = {"step": step, **{key: _number(value) for key, value in values.items()}}
         if group not in self._writers:
             self._writers[group] = self._open(group, list(row))
         handle, writer = self._writers[group]
@@ -87,6 +88,11 @@ class RunLogger:
         self._writers.clear()
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def _number(value: float) -> int | float:
+    """Counts (episode, seed, updates) stay integers in the CSV; everything else is a float."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def read_log(path: Path | str) -> list[dict[str, str]]:

@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm, trange
 
+from framework.atomic import remove_leftovers
 from framework.checkpoint import load_checkpoint, save_checkpoint
 from framework.data import DatasetWriter, load_dataset
 from framework.data.collect import record_episode
@@ -194,7 +195,9 @@ class PhaseRunner:
 
     def restore(self) -> None:
         """Continue from the run folder's checkpoint: the learner's state, the progress, the
-        random generators; the logs are rolled back to it (rows logged after it are dropped)."""
+        random generators; the logs are rolled back to it (rows logged after it are dropped)
+        and a checkpoint or log left half-written by a kill is removed."""
+        remove_leftovers(self.run_dir)
         state = load_checkpoint(self.checkpoint)
         if "rng" not in state or "progress" not in state:
             raise UserInputError(
@@ -287,7 +290,7 @@ class PhaseRunner:
                 "seed": self.seed,
                 "mean_return": results["mean_return"],
                 "updates": self.progress.updates,
-                "offline": float(phase == "offline"),
+                "offline": int(phase == "offline"),
                 "wall_time": time.perf_counter() - self._start,
             },
         )

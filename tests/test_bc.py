@@ -26,7 +26,7 @@ def test_smoke_preset_runs_from_the_command_line(framework_cli, tmp_path, data_c
         "run", *SMOKE, f"algo.data.cache={data_cache}", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [row["offline"] for row in read_log(run_dir / "evaluation.csv")] == ["1.0"]
+    assert [row["offline"] for row in read_log(run_dir / "evaluation.csv")] == ["1"]
     assert len(read_log(run_dir / "offline.csv")) == 5  # 20 updates, logged every 5 and the last
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results) == {"offline_success", "final_success", "best_success"}

@@ -87,7 +87,7 @@ def test_smoke_run_writes_config_logs_checkpoint_and_results(framework_cli, tmp_
     assert saved["uncertainty"]["name"] == "disagreement" and saved["algo"]["alpha"] == 0.5
     with open(run_dir / "episodes.csv") as file:
         rows = list(csv.DictReader(file))
-    planned = [row for row in rows if row["random"] == "0.0"]
+    planned = [row for row in rows if row["random"] == "0"]
     assert len(planned) == 2
     assert [int(row["step"]) for row in rows] == sorted(int(row["step"]) for row in rows)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

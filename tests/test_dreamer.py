@@ -43,7 +43,7 @@ def test_smoke_presets_run_from_the_command_line(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluations = read_log(run_dir / "evaluation.csv")
-    assert [row["episode"] for row in evaluations] == ["0.0", "1.0", "2.0"]
+    assert [row["episode"] for row in evaluations] == ["0", "1", "2"]
     assert float(evaluations[0]["updates"]) == offline_updates
     episodes = read_log(run_dir / "train_episodes.csv")
     # From scratch the first episode only fills the replay: no update before the second.

@@ -136,6 +136,9 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path, data_cache):
     progress = torch.load(run_dir / CHECKPOINT, weights_only=False)["progress"]
     assert 0 < progress["online_episodes"] < ONLINE_EPISODES_PLANNED
     assert len(load_dataset(run_dir / ONLINE_EPISODES)) == progress["online_episodes"]
+    # What a SIGKILL inside a checkpoint's or log's atomic write leaves: resume removes it.
+    (run_dir / f".{CHECKPOINT}.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    (run_dir / ".evaluation.csv.k1ll3d.tmp").write_text("step,epi")
     result = _resume(run_dir, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     _check_finished_run(run_dir)

@@ -39,8 +39,8 @@ def test_smoke_preset_runs_both_phases_from_the_command_line(framework_cli, tmp_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluations = read_log(run_dir / "evaluation.csv")
-    assert [row["episode"] for row in evaluations] == ["0.0", "1.0", "2.0"]
-    assert [row["offline"] for row in evaluations] == ["1.0", "0.0", "0.0"]
+    assert [row["episode"] for row in evaluations] == ["0", "1", "2"]
+    assert [row["offline"] for row in evaluations] == ["1", "0", "0"]
     manifest = json.loads((run_dir / "online_episodes" / "manifest.json").read_text())
     assert [entry["length"] for entry in manifest["episodes"]] == [30, 30]
     assert json.loads((run_dir / "results.json").read_text())["online_episodes"] == 2

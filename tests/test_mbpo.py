@@ -24,13 +24,13 @@ def test_smoke_preset_runs_both_phases_and_checkpoints_restore(tmp_path, data_ca
     evaluations = read_log(run_dir / "evaluation.csv")
     assert list(evaluations[0])[:4] == ["step", "episode", "success", "seed"]
     assert [(row["episode"], row["offline"]) for row in evaluations] == [
-        ("0.0", "1.0"),
-        ("1.0", "0.0"),
-        ("2.0", "0.0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("2", "0"),
     ]
     # One fit on the 2 scripted episodes, then one after each 30-step online episode.
     fits = read_log(run_dir / "model.csv")
-    assert [row["transitions"] for row in fits] == ["60.0", "90.0", "120.0"]
+    assert [row["transitions"] for row in fits] == ["60", "90", "120"]
 
     state = load_checkpoint(run_dir / "checkpoint.pt")
     assert set(state["optimisers"]) == {"model", "critic", "actor", "alpha"}

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from framework.atomic import atomic_write_bytes
+from framework.atomic import atomic_write_bytes, remove_leftovers
 from framework.errors import UserInputError
 
 SCHEMA_VERSION = 1
@@ -204,8 +204,7 @@ class DatasetWriter:
         for path in (self.root / EPISODES_DIR).iterdir():
             if f"{EPISODES_DIR}/{path.name}" not in listed:
                 path.unlink()
-        for path in self.root.glob(".*.tmp"):
-            path.unlink()
+        remove_leftovers(self.root)
 
     def __len__(self) -> int:
         return len(self._episodes)

@@ -134,7 +134,7 @@ class PETS(Algorithm):
                     "episode": len(returns) + len(random_returns) - 1,
                     "return": episode_return,
                     "length": length,
-                    "random": float(random_actions),
+                    "random": int(random_actions),
                     "model_loss": loss,
                     "wall_time": time.perf_counter() - start,
                 },
