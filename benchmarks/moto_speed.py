@@ -37,17 +37,25 @@ ACTION_DIM, STATE_DIM, HEADS, DETER, STOCH, HIDDEN = 4, 39, 7, 200, 30, 200
 
 
 def timed(step: Callable[[], None], seconds: float, warmup: int = 2) -> float:
-    """Calls of ``step`` per second, over at least ``seconds`` after ``warmup`` calls."""
+    """Calls of ``step`` per second, over at least ``seconds`` after ``warmup`` calls (a GPU
+    finishes its queued work before each clock reading)."""
     for _ in range(warmup):
         step()
+    synchronise()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
         calls += 1
+    synchronise()
     return calls / (time.perf_counter() - start)
 
 
-def agent(obs_shape: tuple[int, ...]) -> LatentAgent:
+def synchronise() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def agent(obs_shape: tuple[int, ...], device: torch.device) -> LatentAgent:
     encoder = ConvEncoder(obs_shape) if len(obs_shape) == 3 else MLPEncoder(obs_shape)
     heads = LatentEnsembleHeads(DETER, ACTION_DIM, STOCH, HEADS, HIDDEN, layers=1)
     world_model = build_world_model(encoder, heads, obs_shape, ACTION_DIM)
@@ -60,26 +68,30 @@ def agent(obs_shape: tuple[int, ...]) -> LatentAgent:
         BehaviourPrior(feature_dim, ACTION_DIM),
         ImaginationSettings(),
         OptimiserSettings(),
-    )
+    ).to(device)
 
 
-def batch(obs_shape: tuple[int, ...], size: int, length: int) -> dict[str, torch.Tensor]:
+def batch(
+    obs_shape: tuple[int, ...], size: int, length: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     if len(obs_shape) == 3:
         obs = torch.randint(0, 256, (size, length, *obs_shape), dtype=torch.uint8)
     else:
         obs = torch.randn(size, length, *obs_shape)
     is_first = torch.zeros(size, length, dtype=torch.bool)
     is_first[:, 0] = True
-    return {
+    tensors = {
         "obs": obs,
         "action": torch.rand(size, length, ACTION_DIM) * 2 - 1,
         "reward": torch.rand(size, length),
         "is_first": is_first,
     }
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
 def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, float]:
-    learner, data = agent(obs_shape), batch(obs_shape, args.batch, args.length)
+    learner = agent(obs_shape, args.device)
+    data = batch(obs_shape, args.batch, args.length, args.device)
     updates = timed(lambda: learner.update(data), args.seconds)
     start = learner.world_model.rssm.observe(
         learner.world_model.embed(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
@@ -120,9 +132,10 @@ class LoopHeads(nn.Module):
 
 def heads_speed(args: argparse.Namespace, rows: int) -> dict[str, float]:
     """Forward and backward of all 7 heads on ``rows`` (state, action) pairs."""
-    states, actions = torch.randn(rows, DETER), torch.rand(rows, ACTION_DIM) * 2 - 1
+    states = torch.randn(rows, DETER, device=args.device)
+    actions = torch.rand(rows, ACTION_DIM, device=args.device) * 2 - 1
     vectorised = LatentEnsembleHeads(DETER, ACTION_DIM, STOCH, HEADS, HIDDEN, layers=1)
-    loop = LoopHeads()
+    vectorised, loop = vectorised.to(args.device), LoopHeads().to(args.device)
 
     def step(heads: Callable[[torch.Tensor, torch.Tensor], EnsemblePrediction]) -> None:
         prediction = heads(states, actions)
@@ -138,6 +151,10 @@ def heads_speed(args: argparse.Namespace, rows: int) -> dict[str, float]:
     return {"vectorised_per_s": fast, "loop_per_s": slow, "speedup": fast / slow}
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -148,12 +165,18 @@ def main() -> None:
         "--head-rows", nargs="+", type=int, default=[1, 16, 800], help="states per heads call"
     )
     parser.add_argument("--heads-only", action="store_true", help="skip the agent figures")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {
-        "settings": {**vars(args), "out": str(args.out), "heads": HEADS},
+        "settings": {
+            **vars(args),
+            "out": str(args.out),
+            "device": device_name(args.device),
+            "heads": HEADS,
+        },
         **(
             {}
             if args.heads_only
@@ -164,7 +187,10 @@ def main() -> None:
         ),
         "ensemble_heads": {str(rows): heads_speed(args, rows) for rows in args.head_rows},
     }
-    print(f"MOTO learner speed, batch {args.batch}x{args.length}, {args.threads} threads, CPU")
+    print(
+        f"MOTO learner speed, batch {args.batch}x{args.length}, {args.threads} threads, "
+        f"{device_name(args.device)}"
+    )
     print(f"{'figure':<44}{'value':>12}")
     for obs in ("states", "pixels") if not args.heads_only else ():
         print(f"{obs + ': agent updates / s':<44}{results[obs]['updates_per_s']:>12.2f}")

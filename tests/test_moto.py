@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from framework.compose import compose_config
+from framework.errors import TerminationRequested
 from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
 from framework.library.encoders import IdentityEncoder
 from framework.library.latent_agent import (
@@ -24,6 +25,7 @@ from framework.library.latent_agent import (
 from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
 from framework.metrics import RunLogger, read_log
+from framework.phases import PhaseRunner
 from framework.runner import build_algorithm, run_experiment
 from framework_moto.moto import MOTO
 
@@ -51,8 +53,8 @@ def test_smoke_preset_runs_both_phases_from_the_command_line(framework_cli, tmp_
     evaluations = read_log(run_dir / "evaluation.csv")
     assert list(evaluations[0])[:4] == ["step", "episode", "success", "seed"]
     # One evaluation after the offline phase, then one after each of the 2 online episodes.
-    assert [row["episode"] for row in evaluations] == ["0.0", "1.0", "2.0"]
-    assert [row["offline"] for row in evaluations] == ["1.0", "0.0", "0.0"]
+    assert [row["episode"] for row in evaluations] == ["0", "1", "2"]
+    assert [row["offline"] for row in evaluations] == ["1", "0", "0"]
     assert len(read_log(run_dir / "offline.csv")) == 5  # 20 updates, logged every 5 and the last
     manifest = json.loads((run_dir / "online_episodes" / "manifest.json").read_text())
     assert [entry["length"] for entry in manifest["episodes"]] == [30, 30]
@@ -67,7 +69,7 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     cfg = _config(data_cache, "phase=offline")
     trained = _moto(cfg, offline_dir)
     trained.run()
-    assert [row["offline"] for row in read_log(offline_dir / "evaluation.csv")] == ["1.0"]
+    assert [row["offline"] for row in read_log(offline_dir / "evaluation.csv")] == ["1"]
     # State observations are standardised by the offline data's statistics.
     offline = np.concatenate([e["obs.state"] for e in trained.offline_episodes])
     normaliser = trained.agent.world_model.normaliser
@@ -87,11 +89,7 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     online_dir = tmp_path / "online"
     results = run_experiment(_config(data_cache, "phase=online", f"init={offline_dir}"), online_dir)
     assert results["online_episodes"] == 2 and "offline_success" not in results
-    assert [row["episode"] for row in read_log(online_dir / "evaluation.csv")] == [
-        "0.0",
-        "1.0",
-        "2.0",
-    ]
+    assert [row["episode"] for row in read_log(online_dir / "evaluation.csv")] == ["0", "1", "2"]
 
 
 def test_online_phase_without_a_checkpoint_fails_clearly(tmp_path, data_cache):
@@ -256,6 +254,22 @@ def test_pixel_world_model_learns_and_its_imagination_is_saved(tmp_path, data_ca
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     gif = Image.open(tmp_path / "imagination.gif")
     assert gif.size == (128, 64) and gif.n_frames == 31  # 30 steps + the reset frame
+
+
+def test_a_pixel_run_stopped_by_sigterm_still_saves_its_imagination(
+    tmp_path, data_cache, monkeypatch
+):
+    """A run that a deadline stops (SIGTERM: the phase runner raises TerminationRequested)
+    writes imagination.gif before it exits, as a finished run does."""
+
+    def stopped(*args, **kwargs):
+        raise TerminationRequested("stopped by SIGTERM")
+
+    monkeypatch.setattr(PhaseRunner, "run", stopped)
+    cfg = _config(data_cache, "encoder=conv", "encoder.depth=8", "phase=offline")
+    with pytest.raises(TerminationRequested):
+        run_experiment(cfg, tmp_path)
+    assert Image.open(tmp_path / "imagination.gif").n_frames == 31
 
 
 # ----------------------------------------------------------------------------- learning

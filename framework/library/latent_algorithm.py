@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from framework.checkpoint import load_checkpoint
 from framework.data.format import Episode
 from framework.data.offline import DataSettings
-from framework.errors import UserInputError
+from framework.errors import TerminationRequested, UserInputError
 from framework.evaluation import save_video
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.imagination_video import open_loop_frames
@@ -148,22 +148,28 @@ class LatentOfflineToOnline(Algorithm):
         if normaliser is not None and context.cfg.init is None:
             normaliser.fit_episodes(self.offline_episodes, self.obs_key)
         runner = PhaseRunner.for_run(self, self.env_factory, context)
-        results = runner.run(
-            PHASES[context.cfg.phase],
-            offline_replay,
-            self.offline_settings,
-            self.online_settings.eval_episodes,
-            self.online_settings,
-            self.replay_settings.online_capacity_steps,
-            on_episode=self.on_online_episode,
-        )
-        if self.obs_key == "obs.pixels":
+        try:
+            results = runner.run(
+                PHASES[context.cfg.phase],
+                offline_replay,
+                self.offline_settings,
+                self.online_settings.eval_episodes,
+                self.online_settings,
+                self.replay_settings.online_capacity_steps,
+                on_episode=self.on_online_episode,
+            )
+        except TerminationRequested:
+            # A run stopped on a deadline (SIGTERM) still shows what its model imagines.
             self._save_imagination(first_episode)
+            raise
+        self._save_imagination(first_episode)
         return results
 
     def _save_imagination(self, episode: Mapping[str, np.ndarray]) -> None:
-        """``imagination.gif``: an offline episode (left) beside the model's open-loop
-        prediction of it from its first 5 frames and its actions (right)."""
+        """``imagination.gif`` (pixel runs): an offline episode (left) beside the model's
+        open-loop prediction of it from its first 5 frames and its actions (right)."""
+        if self.obs_key != "obs.pixels":
+            return
         frames = open_loop_frames(
             self.agent.world_model, episode["obs.pixels"], episode["action"], context=5
         )
