@@ -1,11 +1,10 @@
 """MOTO's learner speed on this machine: (a) full agent updates per second (world model ELBO +
 behaviour prior + actor-critic on H=15 imagined steps from every posterior state) and world-model
-updates alone (ELBO, one Adam step) on sequence batches of 16×50, from states (39-d, MetaWorld's
-size) and from 64×64 pixels; (b) imagined steps per second; (c) the latent transition ensemble
-of 7 heads as one batched network (mbrl-lib's ensemble layers) against a plain Python loop over
-7 separate MLPs, forward and backward on 1, 16 and 800 (state, action) pairs (800: a batch's
-states). Default sizes
-(`world_model=rssm`, `dynamics=latent_ensemble`).
+updates alone (ELBO, one clipped Adam step) on sequence batches of 16×50, from states (39-d,
+MetaWorld's size) and from 64×64 pixels; (b) imagined steps per second; (c) the latent transition
+ensemble of 7 heads as one batched network (mbrl-lib's ensemble layers) against a plain Python
+loop over 7 separate MLPs, forward and backward on 1, 16 and 800 (state, action) pairs (800: a
+batch's states). Default sizes (`world_model=rssm`, `dynamics=latent_ensemble`).
 
     python benchmarks/moto_speed.py [--device cuda]   # prints a table, writes
                                                      # benchmarks/results/moto_speed.json
@@ -95,16 +94,7 @@ def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[s
     learner = agent(obs_shape, args.device)
     data = batch(obs_shape, args.batch, args.length, args.device)
     updates = timed(lambda: learner.update(data), args.seconds)
-    model = learner.world_model
-    optimiser = torch.optim.Adam(model.parameters(), OptimiserSettings().model_lr)
-
-    def model_update() -> None:
-        terms, _ = model.elbo(data["obs"], data["action"], data["reward"], data["is_first"])
-        optimiser.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimiser.step()
-
-    model_updates = timed(model_update, args.seconds)
+    model_updates = timed(lambda: learner.update_world_model(data), args.seconds)
     start = learner.world_model.rssm.observe(
         learner.world_model.embed(data["obs"].flatten(0, 1)).reshape(args.batch, args.length, -1),
         data["action"],

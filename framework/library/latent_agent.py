@@ -38,6 +38,7 @@ from framework.library.rssm import (
     LatentState,
     MLPDecoder,
     ObservationDecoder,
+    ObserveOutput,
     WorldModel,
 )
 from framework.registry import ComponentRegistry
@@ -206,11 +207,7 @@ class LatentAgent(nn.Module):
     def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """One update of the world model's ELBO on ``batch``, then of actor and critic on
         rollouts imagined from the batch's posterior states. Returns scalar metrics."""
-        terms, observed = self.world_model.elbo(
-            batch["obs"], batch["action"], batch["reward"], batch["is_first"]
-        )
-        metrics = {f"model_{key}": float(value.detach()) for key, value in terms.items()}
-        metrics["model_grad_norm"] = self._step("model", terms["total"], self.world_model)
+        metrics, observed = self.update_world_model(batch)
         start = observed.posterior.flatten_detached()
         if self.imagination.start_states and self.imagination.start_states < len(start.deter):
             picks = torch.randperm(len(start.deter), device=start.deter.device)
@@ -218,6 +215,18 @@ class LatentAgent(nn.Module):
             start = LatentState(start.deter[picks], start.stoch[picks])
         metrics.update(self._update_actor_critic(start))
         return metrics
+
+    def update_world_model(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, float], ObserveOutput]:
+        """One clipped Adam step of the world model's ELBO on ``batch``; returns the loss terms
+        and gradient norm, and the batch filtered through the model."""
+        terms, observed = self.world_model.elbo(
+            batch["obs"], batch["action"], batch["reward"], batch["is_first"]
+        )
+        metrics = {f"model_{key}": float(value.detach()) for key, value in terms.items()}
+        metrics["model_grad_norm"] = self._step("model", terms["total"], self.world_model)
+        return metrics, observed
 
     def fit_prior(self, features: torch.Tensor, actions: torch.Tensor, batch_size: int) -> float:
         """One maximum-likelihood step of the behaviour prior on ``batch_size`` random rows of
