@@ -10,7 +10,7 @@ from framework.checkpoint import load_checkpoint
 from framework.compose import compose_config
 from framework.errors import UserInputError
 from framework.metrics import RunLogger, read_log
-from framework.runner import build_algorithm, run_experiment
+from framework.runner import build_algorithm, resume_config, run_experiment
 
 SMOKE = ["+algo=mbpo", "+experiment=smoke", "progress=false", "tensorboard=false"]
 
@@ -31,6 +31,11 @@ def test_smoke_preset_runs_both_phases_and_checkpoints_restore(tmp_path, data_ca
     # One fit on the 2 scripted episodes, then one after each 30-step online episode.
     fits = read_log(run_dir / "model.csv")
     assert [row["transitions"] for row in fits] == ["60", "90", "120"]
+    # A fit logged after the last checkpoint, before a kill, is rolled back on resume.
+    with open(run_dir / "model.csv", "a") as log:
+        log.write(f"{10**6},150,1.0,1.0\n")
+    run_experiment(resume_config(run_dir), run_dir)
+    assert read_log(run_dir / "model.csv") == fits
 
     state = load_checkpoint(run_dir / "checkpoint.pt")
     assert set(state["optimisers"]) == {"model", "critic", "actor", "alpha"}

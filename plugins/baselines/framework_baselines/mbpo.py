@@ -14,7 +14,8 @@ the model buffer. Real transitions are replay windows of 2 rows: row 0 holds ``s
 ``a``, ``r``, ``s'`` and whether ``s'`` is terminal.
 
 A resumed run restores the weights and optimisers but refills the model buffer from the
-restored model, so it continues close to, not exactly as, an uninterrupted run.
+restored model, so it continues close to, not exactly as, an uninterrupted run; ``model.csv``
+is rolled back to the checkpoint like the other logs.
 """
 
 from __future__ import annotations
@@ -312,6 +313,10 @@ class MBPO(Algorithm):
         runner = PhaseRunner.for_run(self, self.observed.factory, context)
         if context.cfg.get("resume") is None:
             self.fit_model(online_episodes=0, step=0)
+        else:
+            # A fit logged after the checkpoint was lost with the weights it made: drop its row.
+            checkpoint_steps = runner.progress.online_steps
+            context.logger.keep_rows("model", lambda _, row: int(row["step"]) <= checkpoint_steps)
 
         def refit(online_episodes: int) -> None:
             new = online_episodes != self._fitted_episodes
