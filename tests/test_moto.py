@@ -139,6 +139,22 @@ def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, exp
     assert np.isfinite(losses).all()
 
 
+@pytest.mark.parametrize("experiment", ["smoke", "small"])
+@pytest.mark.parametrize(
+    "ablation, coefficient", [("moto_no_uncertainty", "alpha"), ("moto_no_policy_reg", "beta")]
+)
+def test_ablations_differ_from_moto_in_one_coefficient_under_every_preset(
+    experiment, ablation, coefficient
+):
+    """Without its own ``preset/<ablation>_<experiment>.yaml`` an ablation would silently run at
+    the full default sizes beside MOTO's preset ones."""
+    moto = compose_config(["+algo=moto", f"+experiment={experiment}"])
+    ablated = compose_config([f"+algo={ablation}", f"+experiment={experiment}"])
+    assert ablated.algo[coefficient] == 0.0 != moto.algo[coefficient]
+    ablated.algo[coefficient] = moto.algo[coefficient]
+    assert ablated == moto
+
+
 # ------------------------------------------------------------ penalty and regulariser
 
 
