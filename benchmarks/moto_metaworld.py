@@ -9,6 +9,8 @@ seeds) and a JSON summary.
         --seeds 0 1 2 --algos moto moto_no_uncertainty moto_no_policy_reg
     python benchmarks/moto_metaworld.py --tasks door-open-v3 --seeds 0 --online-episodes 10 \\
         --offline-updates 1000   # a reduced run
+    python benchmarks/moto_metaworld.py --report-only --tasks box-close-v3 --seeds 0 1 2 \\
+        --algos moto moto_no_uncertainty   # the table and plot of the runs finished so far
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ EASY = ("door-open-v3", "drawer-close-v3", "button-press-topdown-v3")
 HARD = ("box-close-v3", "shelf-place-v3", "disassemble-v3")
 
 
-def run_one(algo: str, task: str, seed: int, args: argparse.Namespace) -> Path:
-    """One training run in its own process; returns its run folder."""
+def run_one(algo: str, task: str, seed: int, args: argparse.Namespace) -> Path | None:
+    """One training run in its own process; returns its run folder (None: not run, with
+    ``--report-only``)."""
     run_dir = args.out / algo / task / f"seed{seed}"
     if (run_dir / "results.json").exists() and not args.rerun:
         return run_dir
+    if args.report_only:
+        return None
     overrides = [
         f"+algo={algo}",
         "env=metaworld",
@@ -87,6 +92,11 @@ def main() -> None:
     parser.add_argument("--data-cache", type=Path, default=Path("datasets"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_metaworld"))
     parser.add_argument("--rerun", action="store_true", help="rerun finished runs")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="start no run: report the finished ones (an algo and task with none is left out)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     jobs = [(a, t, s) for a in args.algos for t in args.tasks for s in args.seeds]
@@ -96,12 +106,16 @@ def main() -> None:
     summary: dict[str, dict[str, dict[str, float]]] = {}
     figure, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.2))
     axes = np.atleast_1d(axes)
-    print(f"{'algo':<22}{'task':<26}{'offline':>16}{'final':>16}")
+    print(f"{'algo':<22}{'task':<26}{'seeds':>6}{'offline':>16}{'final':>16}{'best':>16}")
     for algo in args.algos:
         for axis, task in zip(axes, args.tasks, strict=True):
             runs = [
-                d for (a, t, _), d in zip(jobs, run_dirs, strict=True) if (a, t) == (algo, task)
+                d
+                for (a, t, _), d in zip(jobs, run_dirs, strict=True)
+                if (a, t) == (algo, task) and d is not None
             ]
+            if not runs:
+                continue
             curves = [read_curve(d) for d in runs]
             episodes = curves[0].episodes
             matrix = np.array([c.success for c in curves])
@@ -114,18 +128,21 @@ def main() -> None:
             axis.set_xlabel("online episodes")
             axis.set_ylim(-0.05, 1.05)
             offline, final = interval([c.offline for c in curves]), interval(list(matrix[:, -1]))
+            best = interval(list(matrix.max(axis=1)))
             summary.setdefault(algo, {})[task] = {
                 "offline_mean": offline[0],
                 "offline_ci95": offline[1],
                 "final_mean": final[0],
                 "final_ci95": final[1],
+                "best_mean": best[0],
+                "best_ci95": best[1],
                 "min_during_finetuning": float(matrix[:, 1:].min()) if matrix.shape[1] > 1 else 0,
                 "seeds": len(curves),
                 "online_episodes": episodes[-1],
             }
             print(
-                f"{algo:<22}{task:<26}{offline[0]:>9.2f} ±{offline[1]:.2f}"
-                f"{final[0]:>9.2f} ±{final[1]:.2f}"
+                f"{algo:<22}{task:<26}{len(curves):>6}{offline[0]:>9.2f} ±{offline[1]:.2f}"
+                f"{final[0]:>9.2f} ±{final[1]:.2f}{best[0]:>9.2f} ±{best[1]:.2f}"
             )
             for run_dir, run_curve in zip(runs, curves, strict=True):
                 columns = ("step", "episode", "success", "seed")
