@@ -155,6 +155,24 @@ def test_ablations_differ_from_moto_in_one_coefficient_under_every_preset(
     assert ablated == moto
 
 
+def test_fine_tuning_schedule_scales_alpha_and_beta_from_the_offline_values(tmp_path, data_cache):
+    cfg = _config(
+        data_cache,
+        "algo.alpha=0.5",
+        "algo.beta=0.2",
+        "algo.online.alpha_scale=0",
+        "algo.online.beta_scale=10",
+        "algo.online.beta_anneal_episodes=4",
+    )
+    moto = _moto(cfg, tmp_path)
+    assert (moto.agent.imagination.alpha, moto.agent.imagination.beta) == (0.5, 0.2)
+    for stored, beta in [(0, 2.0), (1, 1.5), (2, 1.0), (4, 0.0), (9, 0.0)]:
+        moto.on_online_episode(stored)
+        assert moto.agent.imagination.alpha == 0.0
+        assert moto.agent.imagination.beta == pytest.approx(beta)
+    assert moto.agent.imagination.horizon == cfg.algo.horizon  # the rest kept
+
+
 # ------------------------------------------------------------ penalty and regulariser
 
 

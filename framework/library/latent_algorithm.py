@@ -6,7 +6,8 @@ online episodes stored on disk, checkpoints and, from pixels, an imagination GIF
 
 As it stands (``alpha``/``beta`` 0) this is the Dreamer-style agent trained naively offline,
 then online. Algorithms built on it add their own parts through :attr:`with_prior`,
-:meth:`train_step` and :meth:`on_online_episode` (MOTO: the behaviour prior and β's schedule).
+:meth:`train_step` and :meth:`on_online_episode` (MOTO: the behaviour prior, and α's and β's
+schedule).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class LatentOfflineToOnline(Algorithm):
 
     def on_online_episode(self, episode: int) -> None:
         """A hook: called with ``n`` once the n-th online episode is stored, before its
-        updates, and with the count stored so far before the online loop (MOTO sets β here)."""
+        updates, and with the count stored so far before the online loop (MOTO sets α and β
+        here)."""
 
     def policy(self, explore: bool) -> Policy:
         return LatentPolicy(

@@ -6,7 +6,7 @@ penalty ``r̃ = r̂ − α·u`` (``uncertainty=...``), the recurrent world model
 imagination, and the phases with their data, checkpoints and logs
 (:class:`~framework.library.latent_algorithm.LatentOfflineToOnline`). What is MOTO's own
 lives here: the behaviour prior fitted to the offline actions only, and the β-regularised
-actor with its schedule across phases.
+actor, and α's and β's schedule across phases.
 """
 
 from __future__ import annotations
@@ -19,18 +19,28 @@ import numpy as np
 import torch
 
 from framework.interfaces import RunContext
-from framework.library.latent_agent import episode_features
+from framework.library.latent_agent import ImaginationSettings, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.typed_config import typed_settings
 
 
 @dataclass(frozen=True)
-class BetaSchedule:
-    """β while fine-tuning: ``beta_scale`` times the offline β, annealed linearly to 0 over
-    ``beta_anneal_episodes`` online episodes when that is positive (0: kept)."""
+class FineTuneSchedule:
+    """The coefficients while fine-tuning. α: ``alpha_scale`` times the offline α. β:
+    ``beta_scale`` times the offline β, annealed linearly to 0 over ``beta_anneal_episodes``
+    online episodes when that is positive (0: kept)."""
 
+    alpha_scale: float = 1.0
     beta_scale: float = 1.0
     beta_anneal_episodes: int = 0
+
+    def settings_at(self, offline: ImaginationSettings, episode: int) -> ImaginationSettings:
+        """The imagination settings once ``episode`` online episodes are stored, from the
+        offline phase's ``offline``."""
+        beta = offline.beta * self.beta_scale
+        if self.beta_anneal_episodes > 0:
+            beta *= max(0.0, 1.0 - episode / self.beta_anneal_episodes)
+        return dataclasses.replace(offline, alpha=offline.alpha * self.alpha_scale, beta=beta)
 
 
 @dataclass(frozen=True)
@@ -59,11 +69,11 @@ class MOTO(LatentOfflineToOnline):
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
         cfg = context.cfg
-        self.beta_schedule = typed_settings(BetaSchedule, cfg.algo.online, "algo.online")
+        self.schedule = typed_settings(FineTuneSchedule, cfg.algo.online, "algo.online")
         self.prior_settings = typed_settings(PriorSettings, cfg.algo.prior, "algo.prior")
         self._prior_data: tuple[torch.Tensor, torch.Tensor] | None = None
         self._prior_age = 0
-        self.base_beta = self.agent.imagination.beta
+        self.offline_imagination = self.agent.imagination
 
     def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:
         """One agent update, then the behaviour prior's steps on the offline data only (in
@@ -79,13 +89,10 @@ class MOTO(LatentOfflineToOnline):
             metrics["prior_nll"] = self.agent.fit_prior(
                 *self._prior_data, self.prior_settings.batch_size
             )
+        metrics["alpha"] = self.agent.imagination.alpha
         metrics["beta"] = self.agent.imagination.beta
         return metrics
 
     def on_online_episode(self, episode: int) -> None:
-        """Set β for online episode ``episode`` by :class:`BetaSchedule`."""
-        beta = self.base_beta * self.beta_schedule.beta_scale
-        anneal = self.beta_schedule.beta_anneal_episodes
-        if anneal > 0:
-            beta *= max(0.0, 1.0 - episode / anneal)
-        self.agent.imagination = dataclasses.replace(self.agent.imagination, beta=beta)
+        """Set α and β for online episode ``episode`` by :class:`FineTuneSchedule`."""
+        self.agent.imagination = self.schedule.settings_at(self.offline_imagination, episode)
