@@ -94,5 +94,6 @@ class MOTO(LatentOfflineToOnline):
         return metrics
 
     def on_online_episode(self, episode: int) -> None:
-        """Set α and β for online episode ``episode`` by :class:`FineTuneSchedule`."""
+        """Set α and β once ``episode`` online episodes are stored, by
+        :class:`FineTuneSchedule`."""
         self.agent.imagination = self.schedule.settings_at(self.offline_imagination, episode)
