@@ -84,6 +84,18 @@ class PhaseProgress:
     curve: list[float] = field(default_factory=list)
 
 
+def pretrained_offline_only(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether ``checkpoint`` holds an agent evaluated after offline pre-training that has
+    seen no online episode yet (a ``phase=offline`` run's, or one saved between the phases)."""
+    progress = checkpoint.get("progress")
+    return (
+        progress is not None
+        and progress["updates"] > 0
+        and progress["online_episodes"] == 0
+        and len(progress["curve"]) > 0
+    )
+
+
 @dataclass(frozen=True)
 class OfflineSettings:
     """``updates`` on batches of ``batch_size`` offline windows; metrics logged every
@@ -137,7 +149,10 @@ def _evaluations_due(stored: int, settings: OnlineSettings) -> int:
 class PhaseRunner:
     """Runs the phases of one learner in a run folder and records them; see the module
     docstring. A runner made with ``resume`` (:meth:`for_run` when the config says
-    ``resume=...``) continues from the folder's checkpoint."""
+    ``resume=...``) continues from the folder's checkpoint. A runner made with
+    ``starts_pretrained`` fine-tunes an agent loaded from an offline pre-training run (an
+    ``init`` checkpoint): its first evaluation is that pre-trained agent's, so it is logged
+    with ``offline=1`` and returned as ``offline_success``, as in a run of both phases."""
 
     def __init__(
         self,
@@ -147,9 +162,11 @@ class PhaseRunner:
         seed: int,
         run_dir: Path,
         progress_bars: bool = True,
+        starts_pretrained: bool = False,
     ) -> None:
         self.learner, self.env_factory, self.logger = learner, env_factory, logger
         self.seed, self.run_dir, self.progress_bars = seed, Path(run_dir), progress_bars
+        self.starts_pretrained = starts_pretrained
         self.checkpoint = self.run_dir / CHECKPOINT
         self.progress = PhaseProgress()
         self._replays: dict[str, SequenceReplay] = {}
@@ -160,7 +177,11 @@ class PhaseRunner:
 
     @classmethod
     def for_run(
-        cls, learner: SequenceLearner, env_factory: EnvFactory, context: RunContext
+        cls,
+        learner: SequenceLearner,
+        env_factory: EnvFactory,
+        context: RunContext,
+        starts_pretrained: bool = False,
     ) -> PhaseRunner:
         """A runner for the run in ``context``: its logger, seed, folder and progress-bar
         setting; restored from the folder's checkpoint when ``cfg.resume`` is set."""
@@ -171,6 +192,7 @@ class PhaseRunner:
             context.seed,
             context.run_dir,
             context.cfg.progress,
+            starts_pretrained,
         )
         if context.cfg.get("resume") is not None:
             runner.restore()
@@ -247,7 +269,8 @@ class PhaseRunner:
                 self.progress.phase = "done"
                 self.save()
         curve = self.progress.curve
-        results = {"offline_success": curve[0]} if "offline" in phases else {}
+        pretrained = "offline" in phases or self.starts_pretrained
+        results = {"offline_success": curve[0]} if pretrained else {}
         results.update(final_success=curve[-1], best_success=max(curve))
         if "online" in phases:
             results["online_episodes"] = float(self.progress.online_episodes)
@@ -330,7 +353,9 @@ class PhaseRunner:
         if len(self.progress.curve) < _evaluations_due(self.progress.online_episodes, settings):
             # Before the first episode; or resuming a run killed after storing an episode but
             # before checkpointing the evaluation due then: evaluate the weights restored.
-            self.progress.curve.append(self.evaluate(settings.eval_episodes, "online"))
+            first = not self.progress.curve and self.starts_pretrained
+            phase = "offline" if first else "online"
+            self.progress.curve.append(self.evaluate(settings.eval_episodes, phase))
         if on_episode is not None:
             on_episode(self.progress.online_episodes)
         bar = self._bar(self.progress.online_episodes, settings.episodes, "online episodes")

@@ -88,8 +88,18 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     # And the online phase alone runs from that folder.
     online_dir = tmp_path / "online"
     results = run_experiment(_config(data_cache, "phase=online", f"init={offline_dir}"), online_dir)
-    assert results["online_episodes"] == 2 and "offline_success" not in results
-    assert [row["episode"] for row in read_log(online_dir / "evaluation.csv")] == ["0", "1", "2"]
+    assert results["online_episodes"] == 2
+    rows = read_log(online_dir / "evaluation.csv")
+    assert [(row["episode"], row["offline"]) for row in rows] == [
+        ("0", "1"),
+        ("1", "0"),
+        ("2", "0"),
+    ]
+    # Its first evaluation is the pre-trained agent's again (same weights, same evaluation
+    # seeds), so the online folder alone holds the whole learning curve.
+    pretrained = read_log(offline_dir / "evaluation.csv")[0]
+    assert rows[0]["mean_return"] == pretrained["mean_return"]
+    assert float(rows[0]["success"]) == float(pretrained["success"]) == results["offline_success"]
 
 
 def test_online_phase_without_a_checkpoint_fails_clearly(tmp_path, data_cache):

@@ -30,7 +30,13 @@ from framework.library.imagination_video import open_loop_frames
 from framework.library.latent_agent import batch_to_tensors, build_latent_agent
 from framework.library.latent_policy import LatentPolicy
 from framework.library.observed_env import observed_env
-from framework.phases import CHECKPOINT, OfflineSettings, OnlineSettings, PhaseRunner
+from framework.phases import (
+    CHECKPOINT,
+    OfflineSettings,
+    OnlineSettings,
+    PhaseRunner,
+    pretrained_offline_only,
+)
 from framework.replay import SequenceReplay
 from framework.typed_config import typed_settings
 
@@ -143,13 +149,14 @@ class LatentOfflineToOnline(Algorithm):
 
     def run(self) -> dict[str, float]:
         context = self.context
+        starts_pretrained = False
         if context.cfg.init is not None:
-            self.load(context.cfg.init)
+            starts_pretrained = pretrained_offline_only(self.load(context.cfg.init))
         offline_replay, first_episode = self._offline_replay()
         normaliser = self.agent.world_model.normaliser
         if normaliser is not None and context.cfg.init is None:
             normaliser.fit_episodes(self.offline_episodes, self.obs_key)
-        runner = PhaseRunner.for_run(self, self.env_factory, context)
+        runner = PhaseRunner.for_run(self, self.env_factory, context, starts_pretrained)
         try:
             results = runner.run(
                 PHASES[context.cfg.phase],
