@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from framework.interfaces import Policy
-from framework.library.actor_critic import TanhGaussianActor
+from framework.library.actor_critic import BehaviourPrior, TanhGaussianActor
 from framework.library.rssm import LatentState, WorldModel
 
 
@@ -19,17 +19,20 @@ class LatentPolicy(Policy):
     array observations are used as they are. ``explore``: sample the posterior latent and
     the actor's action (its own entropy is the exploration noise); otherwise filter with the
     posterior mean and act with the actor's mode, deterministically. The state carries over
-    between :meth:`act` calls and is cleared by :meth:`reset`.
+    between :meth:`act` calls and is cleared by :meth:`reset`. ``actor`` may also be a
+    behaviour prior, acting greedily only (a diagnostic: what the regulariser pulls toward).
     """
 
     def __init__(
         self,
         world_model: WorldModel,
-        actor: TanhGaussianActor,
+        actor: TanhGaussianActor | BehaviourPrior,
         obs_key: str,
         explore: bool,
         device: torch.device,
     ) -> None:
+        if explore and not isinstance(actor, TanhGaussianActor):
+            raise ValueError("only the actor explores; a behaviour prior acts with explore=False")
         self.world_model, self.actor = world_model, actor
         self.obs_key, self.explore, self.device = obs_key, explore, device
         self._state: LatentState | None = None
