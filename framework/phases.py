@@ -251,8 +251,8 @@ class PhaseRunner:
         checkpoint left off. Offline: pre-train on ``offline``, checkpoint, evaluate over
         ``eval_episodes``. Online: :meth:`online` with ``online_settings``, its episodes kept
         in a replay of ``online_capacity_steps`` rows. Returns ``offline_success`` (with an
-        offline phase), ``final_success``, ``best_success`` and, with an online phase,
-        ``online_episodes``."""
+        offline phase, or when ``starts_pretrained``), ``final_success``, ``best_success``
+        and, with an online phase, ``online_episodes``."""
         if not self._resumed:
             self.progress.phase = phases[0]
         with self._stop_on_sigterm():
