@@ -264,7 +264,9 @@ class PhaseRunner:
             if self.progress.phase == "online":
                 if online_settings is None:
                     raise ValueError("an online phase needs online_settings")
-                online = self.online_replay(online_capacity_steps, offline.sequence_length)
+                online = self.online_replay(
+                    online_capacity_steps, offline.sequence_length, offline.cross_episodes
+                )
                 self.online(offline, online, online_settings, on_episode)
                 self.progress.phase = "done"
                 self.save()
@@ -276,10 +278,13 @@ class PhaseRunner:
             results["online_episodes"] = float(self.progress.online_episodes)
         return results
 
-    def online_replay(self, capacity_steps: int, sequence_length: int) -> SequenceReplay:
-        """A replay for online episodes that first stores each whole episode on disk, in the
-        dataset format under ``run_dir/online_episodes`` (a killed run keeps every finished
-        one). Episodes already there (a resumed run) are loaded, and the progress counts them."""
+    def online_replay(
+        self, capacity_steps: int, sequence_length: int, cross_episodes: bool
+    ) -> SequenceReplay:
+        """A replay for online episodes, sampled as the offline one is (``sequence_length``,
+        ``cross_episodes``), that first stores each whole episode on disk, in the dataset format
+        under ``run_dir/online_episodes`` (a killed run keeps every finished one). Episodes
+        already there (a resumed run) are loaded, and the progress counts them."""
         writer = DatasetWriter(self.run_dir / ONLINE_EPISODES, {"seed": self.seed})
         stored = load_dataset(writer.root).episodes if len(writer) else []
         self.progress.online_episodes = len(stored)
@@ -291,7 +296,12 @@ class PhaseRunner:
             # Stored just before a kill, not yet logged: its row comes from the stored episode.
             self._log_episode(stored[index], index + 1, int(steps[index]), {})
         replay = SequenceReplay.from_episodes(
-            stored, sequence_length, self.seed + 1, capacity_steps, episode_sink=writer
+            stored,
+            sequence_length,
+            self.seed + 1,
+            capacity_steps,
+            episode_sink=writer,
+            cross_episodes=cross_episodes,
         )
         return self._track("online", replay)
 

@@ -136,6 +136,7 @@ def test_missing_or_corrupt_init_checkpoint_fails_clearly(framework_cli, tmp_pat
         (["algo.alpha=0.5", "algo.beta=0.3", "algo.horizon=3"], {"algo.horizon": 3}),
         (["+algo=moto_no_uncertainty"], {"algo.alpha": 0.0, "algo.beta": 1.0}),
         (["+algo=moto_no_policy_reg"], {"algo.alpha": 1.0, "algo.beta": 0.0}),
+        (["algo.cross_episode_windows=true"], {"algo.cross_episode_windows": True}),
     ],
 )
 def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, expected):
@@ -147,6 +148,18 @@ def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, exp
     assert results["online_episodes"] == 2
     losses = [float(row["actor_loss"]) for row in read_log(tmp_path / "offline.csv")]
     assert np.isfinite(losses).all()
+
+
+def test_cross_episode_windows_reach_the_offline_and_online_replays(tmp_path, data_cache):
+    moto = _moto(_config(data_cache, "algo.cross_episode_windows=true"), tmp_path)
+    offline, _ = moto._offline_replay()
+    runner = PhaseRunner.for_run(moto, moto.env_factory, moto.context)
+    online = runner.online_replay(1000, offline.sequence_length, offline.cross_episodes)
+    assert offline.cross_episodes and online.cross_episodes
+    # A window may start at any stored row whose window ends inside the stream of stored
+    # episodes (the smoke preset's 2 episodes of 30 steps, windows of 10 rows), not only where
+    # it fits inside its episode (2 * (31 - 10 + 1)).
+    assert offline.num_windows == 2 * 31 - 10 + 1
 
 
 @pytest.mark.parametrize("experiment", ["smoke", "small"])

@@ -1,5 +1,6 @@
-"""Sequence replay: windows stay inside one episode, every stored step is reachable, FIFO
-eviction, uint8 images, exact mixing ratios, numba and numpy samplers agree, bad input."""
+"""Sequence replay: windows stay inside one episode (or run across episodes, covering every
+row alike), every stored step is reachable, FIFO eviction, uint8 images, exact mixing ratios,
+numba and numpy samplers agree, bad input."""
 
 from __future__ import annotations
 
@@ -96,6 +97,58 @@ def test_short_episodes_are_skipped_and_an_all_short_replay_says_so():
         replay.sample(1)
     replay.add_episode(make_episode(1, steps=9))
     assert windows(replay.sample(50)) == {(1, 0)}
+
+
+def stream_starts(batch: dict[str, np.ndarray], stream: list[tuple[int, int]]) -> list[int]:
+    """Where in ``stream`` (the stored rows as (episode id, step), oldest first) each window
+    of ``batch`` starts, after checking it is a run of consecutive stream rows whose
+    ``is_first`` and actions follow the row layout."""
+    length = batch["obs.state"].shape[1]
+    position = {row: index for index, row in enumerate(stream)}
+    starts = []
+    for window in range(len(batch["obs.state"])):
+        ids, steps = batch["obs.state"][window].T
+        rows = [(int(i), int(t)) for i, t in zip(ids, steps, strict=True)]
+        start = position[rows[0]]
+        assert rows == stream[start : start + length], "a window skips or repeats rows"
+        np.testing.assert_array_equal(batch["is_first"][window], steps == 0)
+        assert (batch["action"][window][steps == 0] == 0).all()
+        starts.append(start)
+    return starts
+
+
+def test_cross_episode_windows_cover_every_row_alike_and_mark_episode_starts():
+    lengths = [3, 9, 4, 12]  # the 3-step episode (4 rows) is now sampled too
+    replay = SequenceReplay(capacity_steps=200, sequence_length=5, seed=4, cross_episodes=True)
+    for episode_id, steps in enumerate(lengths):
+        replay.add_episode(make_episode(episode_id, steps))
+    stream = [(i, t) for i, n in enumerate(lengths) for t in range(n + 1)]
+    starts = stream_starts(replay.sample(4000), stream)
+    assert replay.num_windows == len(stream) - 5 + 1 == len(set(starts))
+    # Uniform starts cover each row of the stream's middle in 5 windows out of num_windows:
+    # an episode's first row as often as any other (inside episodes: 1 window in 5).
+    coverage = np.zeros(len(stream))
+    for start in starts:
+        coverage[start : start + 5] += 1
+    middle = coverage[4 : len(stream) - 4] / len(starts)
+    np.testing.assert_allclose(middle, 5 / replay.num_windows, rtol=0.25)
+
+
+def test_cross_episode_windows_stay_inside_the_stored_episodes_after_eviction():
+    replay = SequenceReplay(capacity_steps=25, sequence_length=3, seed=5, cross_episodes=True)
+    for episode_id in range(4):  # 10 rows each: the ring keeps episodes 2 (wrapping) and 3
+        replay.add_episode(make_episode(episode_id, steps=9))
+    stream = [(i, t) for i in (2, 3) for t in range(10)]
+    assert set(stream_starts(replay.sample(2000), stream)) == set(range(len(stream) - 3 + 1))
+    short = SequenceReplay(capacity_steps=100, sequence_length=10, seed=6, cross_episodes=True)
+    short.add_episode(make_episode(0, steps=5))
+    with pytest.raises(UserInputError, match="fewer than sequence_length=10 rows stored"):
+        short.sample(1)
+    short.add_episode(make_episode(1, steps=3))  # 6 + 4 rows: one window across both
+    assert (
+        stream_starts(short.sample(3), [(0, t) for t in range(6)] + [(1, t) for t in range(4)])
+        == [0] * 3
+    )
 
 
 def test_episode_longer_than_capacity_and_bad_sizes_are_rejected():

@@ -43,11 +43,13 @@ from framework.typed_config import typed_settings
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """Windows of ``sequence_length`` rows; online episodes kept up to ``online_capacity_steps``
-    rows (the oldest evicted first)."""
+    """Windows of ``sequence_length`` rows, inside one episode or, with ``cross_episode_windows``,
+    anywhere in the stream of stored episodes (:class:`~framework.replay.SequenceReplay`);
+    online episodes kept up to ``online_capacity_steps`` rows (the oldest evicted first)."""
 
     sequence_length: int = 50
     online_capacity_steps: int = 1_000_000
+    cross_episode_windows: bool = False
 
 
 PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
@@ -116,7 +118,10 @@ class LatentOfflineToOnline(Algorithm):
         """The offline episodes in a replay, and the first of them."""
         episodes = self.observed.offline_episodes(self.data_settings)
         replay = SequenceReplay.from_episodes(
-            episodes, self.replay_settings.sequence_length, seed=self.context.seed
+            episodes,
+            self.replay_settings.sequence_length,
+            seed=self.context.seed,
+            cross_episodes=self.replay_settings.cross_episode_windows,
         )
         self.offline_episodes = episodes
         return replay, episodes[0]

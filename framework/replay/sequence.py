@@ -1,5 +1,6 @@
 """Sequence replay for world models: whole episodes in preallocated ring storage, sampled as
-fixed-length windows that never cross an episode boundary.
+fixed-length windows inside one episode, or, with ``cross_episodes``, anywhere in the stored
+stream of episodes (a window may run from one episode into the next; ``is_first`` marks where).
 
 Layout, one *row* per observation: an episode of T steps takes T+1 consecutive rows of a ring
 shared by every key. Row t holds observation t (``obs.*[t]``) and the step that led to it:
@@ -105,13 +106,21 @@ def _write_ring(storage: np.ndarray, start: int, values: np.ndarray) -> None:
 
 class SequenceReplay:
     """Whole episodes in one preallocated ring array per key (images stay uint8), sampled as
-    windows of ``sequence_length`` rows inside one episode, uniformly over all valid starts.
+    windows of ``sequence_length`` rows, uniformly over all valid starts.
+
+    Windows inside one episode (the default) cover an episode's first and last
+    ``sequence_length - 1`` rows less often than its middle: row 0 lies in one window, a
+    middle row in ``sequence_length``. With ``cross_episodes`` a window is any run of
+    ``sequence_length`` consecutive stored rows, as in DreamerV3's replay, so every row but the
+    stream's first and last ``sequence_length - 1`` is covered equally often; a recurrent model
+    reading the window resets where ``is_first`` is set. One-step models that pair row t with
+    row t+1 must then drop pairs whose second row is an episode's first.
 
     ``capacity_steps`` counts storage rows: an episode of T steps takes T+1 (module docstring).
     When a new episode does not fit, the oldest ones are evicted (FIFO). Episodes with fewer
-    than ``sequence_length`` rows are kept but never sampled. ``episode_sink``, if given,
-    receives each episode as it is added, before it is stored, so a killed run loses no
-    finished episode.
+    than ``sequence_length`` rows are kept, but sampled only with ``cross_episodes``.
+    ``episode_sink``, if given, receives each episode as it is added, before it is stored, so
+    a killed run loses no finished episode.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class SequenceReplay:
         sequence_length: int,
         seed: int,
         episode_sink: EpisodeSink | None = None,
+        cross_episodes: bool = False,
     ) -> None:
         if sequence_length < 1 or capacity_steps < sequence_length:
             raise UserInputError(
@@ -127,9 +137,10 @@ class SequenceReplay:
                 f"{sequence_length}, capacity_steps={capacity_steps}."
             )
         self.capacity_steps, self.sequence_length = capacity_steps, sequence_length
-        self.episode_sink = episode_sink
+        self.episode_sink, self.cross_episodes = episode_sink, cross_episodes
         self._rng = np.random.default_rng(seed)
         self._storage: dict[str, np.ndarray] = {}  # allocated from the first episode's layout
+        self._is_first = np.zeros(capacity_steps, bool)  # per ring row, for cross_episodes
         self._episodes: deque[tuple[int, int]] = deque()  # (first row, rows), oldest first
         self._next_row = 0
         self._stored_rows = 0
@@ -143,13 +154,14 @@ class SequenceReplay:
         seed: int,
         capacity_steps: int | None = None,
         episode_sink: EpisodeSink | None = None,
+        cross_episodes: bool = False,
     ) -> SequenceReplay:
         """A replay holding ``episodes`` (e.g. loaded from disk), in order. ``capacity_steps``
         defaults to exactly their rows; ``episode_sink`` receives only episodes added later."""
         if capacity_steps is None:
             episodes = list(episodes)
             capacity_steps = sum(_steps(episode) + 1 for episode in episodes)
-        replay = cls(capacity_steps, sequence_length, seed)
+        replay = cls(capacity_steps, sequence_length, seed, cross_episodes=cross_episodes)
         for episode in episodes:
             replay.add_episode(episode)
         replay.episode_sink = episode_sink
@@ -176,7 +188,9 @@ class SequenceReplay:
 
     @property
     def num_windows(self) -> int:
-        """Valid window starts; 0 while no stored episode is long enough to sample."""
+        """Valid window starts; 0 while too few rows are stored to sample."""
+        if self.cross_episodes:
+            return max(self._stored_rows - self.sequence_length + 1, 0)
         cum_valid, _ = self._window_index()
         return int(cum_valid[-1]) if len(cum_valid) else 0
 
@@ -206,6 +220,8 @@ class SequenceReplay:
             else:  # row 0 has no step leading to it
                 self._storage[key][first] = 0
                 _write_ring(self._storage[key], (first + 1) % self.capacity_steps, array)
+        self._is_first[(first + np.arange(rows)) % self.capacity_steps] = False
+        self._is_first[first] = True
         self._episodes.append((first, rows))
         self._next_row = (first + rows) % self.capacity_steps
         self._stored_rows += rows
@@ -236,16 +252,24 @@ class SequenceReplay:
         """Fill rows ``start:stop`` of ``batch`` (from :meth:`_empty_batch`) with windows."""
         if self.num_windows == 0:
             longest = max((rows for _, rows in self._episodes), default=0)
+            where = "stored" if self.cross_episodes else "in any one stored episode"
             raise UserInputError(
-                f"no stored episode has sequence_length={self.sequence_length} rows to sample "
+                f"fewer than sequence_length={self.sequence_length} rows {where} to sample "
                 f"({self.num_episodes} episodes, longest {longest} rows = T+1); add longer "
                 "episodes or lower sequence_length."
             )
-        cum_valid, first_rows = self._window_index()
-        flat = self._rng.integers(0, cum_valid[-1], size=stop - start)
-        rows, is_first = window_rows(
-            flat, cum_valid, first_rows, self.capacity_steps, self.sequence_length
-        )
+        if self.cross_episodes:
+            # The stored episodes are one contiguous run of ring rows from the oldest's first.
+            offsets = self._rng.integers(0, self.num_windows, size=stop - start)
+            starts = self._episodes[0][0] + offsets
+            rows = (starts[:, None] + np.arange(self.sequence_length)) % self.capacity_steps
+            is_first = self._is_first[rows]
+        else:
+            cum_valid, first_rows = self._window_index()
+            flat = self._rng.integers(0, cum_valid[-1], size=stop - start)
+            rows, is_first = window_rows(
+                flat, cum_valid, first_rows, self.capacity_steps, self.sequence_length
+            )
         for key, storage in self._storage.items():
             # mode="clip" (rows are always in range) lets take write straight into ``out``.
             np.take(storage, rows, axis=0, out=batch[key][start:stop], mode="clip")
