@@ -5,30 +5,67 @@ and mean return of the actor's greedy policy and of the behaviour prior's (its m
 episodes the run itself uses. A prior well above the actor means the actor has not caught up
 with what the β-regulariser pulls it toward (the offline data's actions).
 
+With ``--prior-first K`` a third policy is scored: the prior for each episode's first K steps,
+then the actor. Its success near the prior's says the actor fails early in episodes, on states
+that windows inside one episode rarely show it (``algo.cross_episode_windows``, docs/moto.md).
+
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
-        [--episodes 10]   # prints a table, writes benchmarks/results/moto_prior_gap.json
+        [--episodes 10] [--prior-first 32]   # prints a table, writes
+                                             # benchmarks/results/moto_prior_gap.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from framework.evaluation import evaluate
+from framework.library.actor_critic import BehaviourPrior, TanhGaussianActor
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
+from framework.library.rssm import WorldModel
 from framework.metrics import RunLogger
 from framework.phases import EVAL_SEED_OFFSET
 from framework.runner import RUN_CONFIG, build_algorithm
 
 
-def actor_and_prior(run_dir: Path, episodes: int) -> dict[str, dict[str, float]]:
+class PriorFirstPolicy(LatentPolicy):
+    """Greedy: the behaviour prior's action for the first ``steps`` steps of each episode, the
+    actor's after; one filtered latent state throughout."""
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        actor: TanhGaussianActor,
+        prior: BehaviourPrior,
+        obs_key: str,
+        steps: int,
+        device: torch.device,
+    ) -> None:
+        super().__init__(world_model, actor, obs_key, False, device)
+        self.heads, self.steps, self._step = (prior, actor), steps, 0
+
+    def reset(self) -> None:
+        super().reset()
+        self._step = 0
+
+    def act(self, obs: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        self.actor = self.heads[self._step >= self.steps]
+        self._step += 1
+        return super().act(obs)
+
+
+def actor_and_prior(run_dir: Path, episodes: int, prior_first: int) -> dict[str, dict[str, float]]:
     """Success rate and mean return of the actor and of the behaviour prior in ``run_dir``'s
-    checkpoint, over ``episodes`` evaluation episodes."""
+    checkpoint, over ``episodes`` evaluation episodes; with ``prior_first`` > 0 also of
+    :class:`PriorFirstPolicy` with that many prior steps."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
     cfg.init, cfg.resume = None, None
     with TemporaryDirectory() as scratch:
@@ -37,9 +74,17 @@ def actor_and_prior(run_dir: Path, episodes: int) -> dict[str, dict[str, float]]
             raise SystemExit(f"{run_dir}: not a run of an algorithm with a behaviour prior")
         algorithm.load(str(run_dir))
         agent, obs_key = algorithm.agent, algorithm.obs_key.removeprefix("obs.")
+        device = algorithm.context.device
+        policies = {
+            name: LatentPolicy(agent.world_model, head, obs_key, False, device)
+            for name, head in (("actor", agent.actor), ("prior", agent.prior))
+        }
+        if prior_first:
+            policies["prior_first"] = PriorFirstPolicy(
+                agent.world_model, agent.actor, agent.prior, obs_key, prior_first, device
+            )
         results = {}
-        for name, head in (("actor", agent.actor), ("prior", agent.prior)):
-            policy = LatentPolicy(agent.world_model, head, obs_key, False, algorithm.context.device)
+        for name, policy in policies.items():
             scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
             results[name] = {key: scores[key] for key in ("success_rate", "mean_return")}
     return results
@@ -49,21 +94,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="MOTO run folders")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument(
+        "--prior-first", type=int, default=0, help="also score: prior for K steps, then actor"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_prior_gap.json"))
     args = parser.parse_args()
     table = {}
-    print(
-        f"{'run':<44}{'actor success':>14}{'prior success':>14}{'actor return':>14}"
-        f"{'prior return':>14}"
-    )
+    names = ["actor", "prior"] + (["prior_first"] if args.prior_first else [])
+    header = [f"{name} {what}" for what in ("success", "return") for name in names]
+    print(f"{'run':<44}" + "".join(f"{title:>20}" for title in header))
     for run_dir in args.runs:
-        row = table[str(run_dir)] = actor_and_prior(run_dir, args.episodes)
-        actor, prior = row["actor"], row["prior"]
-        print(
-            f"{run_dir.name:<44}{actor['success_rate']:>14.2f}{prior['success_rate']:>14.2f}"
-            f"{actor['mean_return']:>14.1f}{prior['mean_return']:>14.1f}",
-            flush=True,
-        )
+        row = table[str(run_dir)] = actor_and_prior(run_dir, args.episodes, args.prior_first)
+        successes = [f"{row[name]['success_rate']:>20.2f}" for name in names]
+        returns = [f"{row[name]['mean_return']:>20.1f}" for name in names]
+        print(f"{run_dir.name:<44}" + "".join(successes + returns), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"written: {args.out}")
