@@ -5,13 +5,16 @@ and mean return of the actor's greedy policy and of the behaviour prior's (its m
 episodes the run itself uses. A prior well above the actor means the actor has not caught up
 with what the β-regulariser pulls it toward (the offline data's actions).
 
-With ``--prior-first K`` a third policy is scored: the prior for each episode's first K steps,
-then the actor. Its success near the prior's says the actor fails early in episodes, on states
-that windows inside one episode rarely show it (``algo.cross_episode_windows``, docs/moto.md).
+It also measures where the two part on the offline data itself: the mean over the data's
+states (filtered as training filters them) of ``max_i |actor mode − prior mode|``, over each
+episode's first K steps (``--early-steps``, default 32) and over the rest. With
+``--prior-first`` a third policy is scored: the prior for each episode's first K steps, then the
+actor. Its success near the prior's says the actor fails early in episodes, on states that
+windows inside one episode rarely show it (``algo.cross_episode_windows``, docs/moto.md).
 
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
-        [--episodes 10] [--prior-first 32]   # prints a table, writes
-                                             # benchmarks/results/moto_prior_gap.json
+        [--episodes 10] [--early-steps 32] [--prior-first]   # prints a table, writes
+                                                            # benchmarks/results/moto_prior_gap.json
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from omegaconf import OmegaConf
 
 from framework.evaluation import evaluate
 from framework.library.actor_critic import BehaviourPrior, TanhGaussianActor
+from framework.library.latent_agent import episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
 from framework.library.rssm import WorldModel
@@ -62,10 +66,28 @@ class PriorFirstPolicy(LatentPolicy):
         return super().act(obs)
 
 
-def actor_and_prior(run_dir: Path, episodes: int, prior_first: int) -> dict[str, dict[str, float]]:
+@torch.no_grad()
+def mode_gap(algorithm: LatentOfflineToOnline, early_steps: int) -> dict[str, float]:
+    """Mean over the offline data's states of ``max_i |actor mode − prior mode|``, over each
+    episode's first ``early_steps`` steps (``early``) and over the rest (``later``)."""
+    agent, gaps = algorithm.agent, {"early": [], "later": []}
+    torch.manual_seed(0)  # the posterior is sampled, as in training
+    for episode in algorithm.observed.offline_episodes(algorithm.data_settings):
+        features, _ = episode_features(
+            agent.world_model, [episode], algorithm.obs_key, algorithm.context.device
+        )
+        gap = (agent.actor.mode(features) - agent.prior.mode(features)).abs().amax(-1)
+        gaps["early"].append(gap[:early_steps])
+        gaps["later"].append(gap[early_steps:])
+    return {part: float(torch.cat(values).mean()) for part, values in gaps.items()}
+
+
+def actor_and_prior(
+    run_dir: Path, episodes: int, early_steps: int, prior_first: bool
+) -> dict[str, dict[str, float]]:
     """Success rate and mean return of the actor and of the behaviour prior in ``run_dir``'s
-    checkpoint, over ``episodes`` evaluation episodes; with ``prior_first`` > 0 also of
-    :class:`PriorFirstPolicy` with that many prior steps."""
+    checkpoint, over ``episodes`` evaluation episodes, with ``prior_first`` also of
+    :class:`PriorFirstPolicy` for ``early_steps`` steps; and their :func:`mode_gap`."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
     cfg.init, cfg.resume = None, None
     with TemporaryDirectory() as scratch:
@@ -81,9 +103,9 @@ def actor_and_prior(run_dir: Path, episodes: int, prior_first: int) -> dict[str,
         }
         if prior_first:
             policies["prior_first"] = PriorFirstPolicy(
-                agent.world_model, agent.actor, agent.prior, obs_key, prior_first, device
+                agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
             )
-        results = {}
+        results: dict[str, dict[str, float]] = {"mode_gap": mode_gap(algorithm, early_steps)}
         for name, policy in policies.items():
             scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
             results[name] = {key: scores[key] for key in ("success_rate", "mean_return")}
@@ -94,20 +116,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="MOTO run folders")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--early-steps", type=int, default=32, help="K, see above")
     parser.add_argument(
-        "--prior-first", type=int, default=0, help="also score: prior for K steps, then actor"
+        "--prior-first", action="store_true", help="also score: prior for K steps, then actor"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_prior_gap.json"))
     args = parser.parse_args()
     table = {}
     names = ["actor", "prior"] + (["prior_first"] if args.prior_first else [])
     header = [f"{name} {what}" for what in ("success", "return") for name in names]
+    header += [f"gap first {args.early_steps}", "gap later"]
     print(f"{'run':<44}" + "".join(f"{title:>20}" for title in header))
     for run_dir in args.runs:
-        row = table[str(run_dir)] = actor_and_prior(run_dir, args.episodes, args.prior_first)
+        row = table[str(run_dir)] = actor_and_prior(
+            run_dir, args.episodes, args.early_steps, args.prior_first
+        )
         successes = [f"{row[name]['success_rate']:>20.2f}" for name in names]
         returns = [f"{row[name]['mean_return']:>20.1f}" for name in names]
-        print(f"{run_dir.name:<44}" + "".join(successes + returns), flush=True)
+        gaps = [f"{row['mode_gap'][part]:>20.3f}" for part in ("early", "later")]
+        print(f"{run_dir.name:<44}" + "".join(successes + returns + gaps), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"written: {args.out}")
