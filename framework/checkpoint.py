@@ -29,6 +29,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def restore_optimiser(optimiser: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load ``optimiser``'s moments and step counts from ``state`` (its ``state_dict``), keeping
+    the learning rates it was built with: ``init=<checkpoint> algo.optim.actor_lr=…`` then
+    fine-tunes at the rate asked for, where ``load_state_dict`` alone would restore the
+    checkpoint's rates."""
+    rates = [group["lr"] for group in optimiser.param_groups]
+    optimiser.load_state_dict(state)
+    for group, rate in zip(optimiser.param_groups, rates, strict=True):
+        group["lr"] = rate
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; a clear error if it is unreadable."""
     path = Path(path)

@@ -74,10 +74,24 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     offline = np.concatenate([e["obs.state"] for e in trained.offline_episodes])
     normaliser = trained.agent.world_model.normaliser
     np.testing.assert_allclose(normaliser.mean.numpy(), offline.mean(0), atol=1e-5)
-    restored = _moto(_config(data_cache, "phase=online", f"init={offline_dir}"), tmp_path / "b")
+    fine_tuning = _config(
+        data_cache, "phase=online", f"init={offline_dir}", "algo.optim.actor_lr=1e-5"
+    )
+    restored = _moto(fine_tuning, tmp_path / "b")
     restored.load(str(offline_dir))
     for key, value in trained.agent.state_dict().items():
         assert torch.equal(value, restored.agent.state_dict()[key]), key
+    # Adam's moments come from the checkpoint, the learning rates from the new run's config.
+    for name, optimiser in trained.agent.optimisers.items():
+        loaded = restored.agent.optimisers[name]
+        pairs = zip(
+            optimiser.param_groups[0]["params"], loaded.param_groups[0]["params"], strict=True
+        )
+        for saved, restored_param in pairs:
+            moments, restored_moments = optimiser.state[saved], loaded.state[restored_param]
+            assert torch.equal(moments["exp_avg"], restored_moments["exp_avg"]), name
+        expected = 1e-5 if name == "actor" else optimiser.param_groups[0]["lr"]
+        assert loaded.param_groups[0]["lr"] == expected, name
     env = trained.env_factory.make(seed=3)
     first, second = trained.policy(explore=False), restored.policy(explore=False)
     obs, _ = env.reset(seed=3)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from framework.checkpoint import restore_optimiser
 from framework.errors import UserInputError
 from framework.interfaces import Encoder, UncertaintyEstimator
 from framework.library.actor_critic import (
@@ -303,9 +304,9 @@ class LatentAgent(nn.Module):
         return {name: optimiser.state_dict() for name, optimiser in self.optimisers.items()}
 
     def load_optimiser_state(self, state: Mapping[str, dict]) -> None:
-        """Restore :meth:`optimiser_state`."""
+        """Restore :meth:`optimiser_state`, at this agent's own learning rates."""
         for name, optimiser in self.optimisers.items():
-            optimiser.load_state_dict(state[name])
+            restore_optimiser(optimiser, state[name])
 
 
 @torch.no_grad()

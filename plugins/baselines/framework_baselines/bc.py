@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from framework.checkpoint import restore_optimiser
 from framework.data.offline import DataSettings
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.observed_env import observed_env
@@ -74,7 +75,7 @@ class BC(Algorithm):
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimiser.load_state_dict(state["optimiser"])
+        restore_optimiser(self.optimiser, state["optimiser"])
 
     def run(self) -> dict[str, float]:
         context, settings = self.context, self.settings

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from framework.checkpoint import restore_optimiser
 from framework.data.offline import DataSettings
 from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.layers import mlp
@@ -152,7 +153,7 @@ class IQL(Algorithm):
         for name in ("model", "q", "q_target", "value"):
             getattr(self, name).load_state_dict(state[name])
         for name, optimiser in self.optimisers.items():
-            optimiser.load_state_dict(state["optimisers"][name])
+            restore_optimiser(optimiser, state["optimisers"][name])
 
     def run(self) -> dict[str, float]:
         context, key = self.context, self.observed.obs_key

@@ -33,6 +33,7 @@ from mbrl.third_party.pytorch_sac_pranz24.model import GaussianPolicy
 from mbrl.types import TransitionBatch
 from mbrl.util.replay_buffer import ReplayBuffer
 
+from framework.checkpoint import restore_optimiser
 from framework.data import load_dataset
 from framework.data.format import Episode
 from framework.data.offline import DataSettings
@@ -302,7 +303,7 @@ class MBPO(Algorithm):
             sac.log_alpha.data.copy_(state["log_alpha"])
             sac.alpha = sac.log_alpha.exp()
         for name, optimiser in self._optimisers().items():
-            optimiser.load_state_dict(state["optimisers"][name])
+            restore_optimiser(optimiser, state["optimisers"][name])
         self._updates, self._model_loss = state["sac_updates"], state["model_loss"]
         self._fitted_episodes = state["fitted_episodes"]
 
