@@ -150,7 +150,8 @@ def test_missing_or_corrupt_init_checkpoint_fails_clearly(framework_cli, tmp_pat
         (["algo.alpha=0.5", "algo.beta=0.3", "algo.horizon=3"], {"algo.horizon": 3}),
         (["+algo=moto_no_uncertainty"], {"algo.alpha": 0.0, "algo.beta": 1.0}),
         (["+algo=moto_no_policy_reg"], {"algo.alpha": 1.0, "algo.beta": 0.0}),
-        (["algo.cross_episode_windows=true"], {"algo.cross_episode_windows": True}),
+        ([], {"algo.cross_episode_windows": True}),
+        (["algo.cross_episode_windows=false"], {"algo.cross_episode_windows": False}),
     ],
 )
 def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, expected):
@@ -165,7 +166,7 @@ def test_parts_and_ablations_swap_by_config(tmp_path, data_cache, overrides, exp
 
 
 def test_cross_episode_windows_reach_the_offline_and_online_replays(tmp_path, data_cache):
-    moto = _moto(_config(data_cache, "algo.cross_episode_windows=true"), tmp_path)
+    moto = _moto(_config(data_cache), tmp_path)
     offline, _ = moto._offline_replay()
     runner = PhaseRunner.for_run(moto, moto.env_factory, moto.context)
     online = runner.online_replay(1000, offline.sequence_length, offline.cross_episodes)

@@ -49,7 +49,7 @@ class ReplaySettings:
 
     sequence_length: int = 50
     online_capacity_steps: int = 1_000_000
-    cross_episode_windows: bool = False
+    cross_episode_windows: bool = True
 
 
 PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
