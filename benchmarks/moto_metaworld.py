@@ -37,12 +37,16 @@ HARD = ("box-close-v3", "shelf-place-v3", "disassemble-v3")
 
 def run_one(algo: str, task: str, seed: int, args: argparse.Namespace) -> Path | None:
     """One training run in its own process; returns its run folder (None: not run, with
-    ``--report-only``)."""
+    ``--report-only``). A run stopped after its first checkpoint continues from it (``framework
+    run resume=``, its saved config), so a table can be built over several sittings."""
     run_dir = args.out / algo / task / f"seed{seed}"
     if (run_dir / "results.json").exists() and not args.rerun:
         return run_dir
     if args.report_only:
         return None
+    if (run_dir / "checkpoint.pt").exists() and not args.rerun:
+        _framework_run([f"resume={run_dir}"], run_dir.parent / f"seed{seed}.log", "a", args)
+        return run_dir
     overrides = [
         f"+algo={algo}",
         "env=metaworld",
@@ -57,17 +61,22 @@ def run_one(algo: str, task: str, seed: int, args: argparse.Namespace) -> Path |
         "progress=false",
         *args.overrides,
     ]
-    log = run_dir.parent / f"seed{seed}.log"
+    _framework_run(overrides, run_dir.parent / f"seed{seed}.log", "w", args)
+    return run_dir
+
+
+def _framework_run(arguments: list[str], log: Path, mode: str, args: argparse.Namespace) -> None:
+    """``framework run ARGUMENTS`` in its own process, its output written (``mode`` "w") or
+    appended ("a") to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
+    with open(log, mode) as handle:
         subprocess.run(
-            [sys.executable, "-m", "framework.cli", "run", *overrides],
+            [sys.executable, "-m", "framework.cli", "run", *arguments],
             stdout=handle,
             stderr=subprocess.STDOUT,
             check=True,
             env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
         )
-    return run_dir
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -91,7 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--data-cache", type=Path, default=Path("datasets"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_metaworld"))
-    parser.add_argument("--rerun", action="store_true", help="rerun finished runs")
+    parser.add_argument("--rerun", action="store_true", help="run again from the start")
     parser.add_argument(
         "--report-only",
         action="store_true",

@@ -177,6 +177,38 @@ def test_cross_episode_windows_reach_the_offline_and_online_replays(tmp_path, da
     assert offline.num_windows == 2 * 31 - 10 + 1
 
 
+def test_the_acting_average_follows_the_live_weights_at_its_rate_and_is_checkpointed(
+    tmp_path, data_cache
+):
+    live_only = _moto(_config(data_cache), tmp_path / "live")
+    assert live_only.acting is None
+    assert live_only.policy(explore=False).actor is live_only.agent.actor
+    moto = _moto(_config(data_cache, "algo.acting_polyak_rate=0.25"), tmp_path / "averaged")
+    replay, _ = moto._offline_replay()
+    # Before any update the policy acts with the live weights.
+    assert moto.policy(explore=False).actor is moto.agent.actor
+    expected: dict[str, torch.Tensor] = {}
+    for _ in range(3):
+        moto.train_step(replay.sample(4), "offline")
+        for name, value in moto.agent.actor.state_dict().items():
+            # The first update copies the live weights, later ones move 1/4 of the way.
+            previous = expected.get(name, value)
+            expected[name] = previous + 0.25 * (value - previous)
+    policy = moto.policy(explore=False)
+    averaged = policy.actor.state_dict()
+    assert policy.actor is not moto.agent.actor
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value)
+        assert not torch.equal(averaged[name], moto.agent.actor.state_dict()[name]), name
+    # The average is saved and restored with the agent.
+    restored = _moto(_config(data_cache, "algo.acting_polyak_rate=0.25"), tmp_path / "restored")
+    restored.restore(moto.checkpoint_state())
+    for name, value in moto.acting.state_dict().items():
+        assert torch.equal(value, restored.acting.state_dict()[name]), name
+    with pytest.raises(Exception, match=r"acting_polyak_rate must lie in \[0, 1\]"):
+        _moto(_config(data_cache, "algo.acting_polyak_rate=2"), tmp_path / "bad")
+
+
 @pytest.mark.parametrize("experiment", ["smoke", "small"])
 @pytest.mark.parametrize(
     "ablation, coefficient", [("moto_no_uncertainty", "alpha"), ("moto_no_policy_reg", "beta")]

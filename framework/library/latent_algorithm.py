@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from framework.checkpoint import load_checkpoint
 from framework.data.format import Episode
@@ -50,6 +52,16 @@ class ReplaySettings:
     sequence_length: int = 50
     online_capacity_steps: int = 1_000_000
     cross_episode_windows: bool = True
+
+
+@dataclass(frozen=True)
+class ActingSettings:
+    """``acting_polyak_rate``: when positive, the policy acts (exploring and evaluating) with a
+    Polyak average of the world model and the actor, moved toward the live weights at this rate
+    after every update; 0 acts with the live weights, as the paper does. The average damps
+    the swings one update makes in a greedy policy (docs/moto.md)."""
+
+    acting_polyak_rate: float = 0.0
 
 
 PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
@@ -94,11 +106,27 @@ class LatentOfflineToOnline(Algorithm):
             self.observed.action_dim,
             with_prior=self.with_prior,
         ).to(context.device)
+        rate = typed_settings(ActingSettings, cfg.algo, "algo").acting_polyak_rate
+        if not 0.0 <= rate <= 1.0:
+            raise UserInputError(f"algo.acting_polyak_rate must lie in [0, 1]; got {rate}")
+        self._live = nn.ModuleDict(
+            {"world_model": self.agent.world_model, "actor": self.agent.actor}
+        )
+        # torch's AveragedModel: an exponential moving average of the parameters; buffers (the
+        # state normaliser's statistics) are copied from the live model at each update.
+        self.acting = (
+            AveragedModel(self._live, multi_avg_fn=get_ema_multi_avg_fn(1.0 - rate))
+            if rate > 0
+            else None
+        )
 
     # The SequenceLearner protocol (framework.phases).
     def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:
-        """One agent update on a batch of sequence windows."""
-        return self.agent.update(batch_to_tensors(batch, self.obs_key, self.context.device))
+        """One agent update on a batch of sequence windows, then the acting average's."""
+        metrics = self.agent.update(batch_to_tensors(batch, self.obs_key, self.context.device))
+        if self.acting is not None:
+            self.acting.update_parameters(self._live)
+        return metrics
 
     def on_online_episode(self, episode: int) -> None:
         """A hook: called with ``n`` once the n-th online episode is stored, before its
@@ -106,9 +134,13 @@ class LatentOfflineToOnline(Algorithm):
         here)."""
 
     def policy(self, explore: bool) -> Policy:
+        """The policy on the acting average's weights once it has averaged an update (see
+        :class:`ActingSettings`), on the live weights otherwise."""
+        averaged = self.acting is not None and int(self.acting.n_averaged) > 0
+        acting = self.acting.module if averaged else self._live
         return LatentPolicy(
-            self.agent.world_model,
-            self.agent.actor,
+            acting["world_model"],
+            acting["actor"],
             self.obs_key.removeprefix("obs."),
             explore,
             self.context.device,
@@ -127,11 +159,14 @@ class LatentOfflineToOnline(Algorithm):
         return replay, episodes[0]
 
     def checkpoint_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "agent": self.agent.state_dict(),
             "optimisers": self.agent.optimiser_state(),
             "config": OmegaConf.to_container(self.context.cfg, resolve=True),
         }
+        if self.acting is not None:
+            state["acting"] = self.acting.state_dict()
+        return state
 
     def load(self, init: str) -> dict[str, Any]:
         """Load the agent's weights and optimiser states from a checkpoint (exactly: every
@@ -148,9 +183,13 @@ class LatentOfflineToOnline(Algorithm):
         return checkpoint
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Load the agent's weights and optimiser states from checkpoint ``state``."""
+        """Load the agent's weights and optimiser states from checkpoint ``state``, and the
+        acting average where both have one (a checkpoint without it starts the average at the
+        loaded weights with the first update)."""
         self.agent.load_state_dict(state["agent"])
         self.agent.load_optimiser_state(state["optimisers"])
+        if self.acting is not None and "acting" in state:
+            self.acting.load_state_dict(state["acting"])
 
     def run(self) -> dict[str, float]:
         context = self.context
