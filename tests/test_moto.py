@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from framework.compose import compose_config
+from framework.data import DatasetWriter
 from framework.errors import TerminationRequested
 from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
 from framework.library.encoders import IdentityEncoder
@@ -207,6 +208,34 @@ def test_the_acting_average_follows_the_live_weights_at_its_rate_and_is_checkpoi
         assert torch.equal(value, restored.acting.state_dict()[name]), name
     with pytest.raises(Exception, match=r"acting_polyak_rate must lie in \[0, 1\]"):
         _moto(_config(data_cache, "algo.acting_polyak_rate=2"), tmp_path / "bad")
+
+
+@pytest.mark.parametrize("online_successes", [False, True])
+def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
+    tmp_path, data_cache, online_successes
+):
+    cfg = _config(data_cache, f"algo.prior.online_successes={online_successes}")
+    moto = _moto(cfg, tmp_path)
+    moto._offline_replay()
+    writer = DatasetWriter(tmp_path / "online_episodes", {"seed": 0})
+    failed, succeeded = dict(moto.offline_episodes[0]), dict(moto.offline_episodes[1])
+    failed["success"] = np.zeros_like(failed["success"])
+    succeeded["success"] = np.zeros_like(succeeded["success"])
+    succeeded["success"][-1] = True
+    writer.write(failed)
+    writer.write(succeeded)
+    offline = len(moto.offline_episodes)
+    assert len(moto._prior_episodes("offline")) == offline
+    online = moto._prior_episodes("online")
+    assert len(online) == offline + online_successes
+    if online_successes:
+        np.testing.assert_array_equal(online[-1]["action"], succeeded["action"])
+    # It is fitted on them: the features cover every step of every episode it is given.
+    batch = moto._offline_replay()[0].sample(2)
+    moto._prior_age = moto.prior_settings.refresh_every
+    moto.train_step(batch, "online")
+    steps = sum(len(episode["action"]) for episode in online)
+    assert len(moto._prior_data[0]) == steps
 
 
 @pytest.mark.parametrize("experiment", ["smoke", "small"])

@@ -5,8 +5,8 @@ transition ensemble (``dynamics=latent_ensemble``), any uncertainty estimator fo
 penalty ``r̃ = r̂ − α·u`` (``uncertainty=...``), the recurrent world model, actor-critic in
 imagination, and the phases with their data, checkpoints and logs
 (:class:`~framework.library.latent_algorithm.LatentOfflineToOnline`). What is MOTO's own
-lives here: the behaviour prior fitted to the offline actions only, and the β-regularised
-actor, and α's and β's schedule across phases.
+lives here: the behaviour prior fitted to the offline actions (optionally also to the online
+episodes that succeeded), the β-regularised actor, and α's and β's schedule across phases.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from framework.data import load_dataset
+from framework.data.format import MANIFEST, Episode
 from framework.interfaces import RunContext
 from framework.library.latent_agent import ImaginationSettings, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
+from framework.phases import ONLINE_EPISODES
 from framework.typed_config import typed_settings
 
 
@@ -53,11 +56,16 @@ class PriorSettings:
     Why not the update's own sequence batch: its 16 windows are a few stretches of a few
     episodes, and a prior fitted on them drifts off the demonstrations in closed loop
     (door-open: success 0.0 after 2,000 updates, against 0.4–0.7 from all offline steps).
+
+    ``online_successes``: while fine-tuning, also fit it on the stored online episodes that
+    reached success (filtered behaviour cloning; not in the paper), so that β pulls the actor
+    toward what worked online as well as toward the demonstrations.
     """
 
     batch_size: int = 256
     steps_per_update: int = 4
     refresh_every: int = 100
+    online_successes: bool = False
 
 
 class MOTO(LatentOfflineToOnline):
@@ -76,12 +84,15 @@ class MOTO(LatentOfflineToOnline):
         self.offline_imagination = self.agent.imagination
 
     def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:
-        """One agent update, then the behaviour prior's steps on the offline data only (in
-        both phases: it follows the world model's features; see :class:`PriorSettings`)."""
+        """One agent update, then the behaviour prior's steps on the offline data (in both
+        phases: it follows the world model's features; see :class:`PriorSettings`)."""
         metrics = super().train_step(batch, phase)
         if self._prior_data is None or self._prior_age >= self.prior_settings.refresh_every:
             self._prior_data = episode_features(
-                self.agent.world_model, self.offline_episodes, self.obs_key, self.context.device
+                self.agent.world_model,
+                self._prior_episodes(phase),
+                self.obs_key,
+                self.context.device,
             )
             self._prior_age = 0
         self._prior_age += 1
@@ -92,6 +103,17 @@ class MOTO(LatentOfflineToOnline):
         metrics["alpha"] = self.agent.imagination.alpha
         metrics["beta"] = self.agent.imagination.beta
         return metrics
+
+    def _prior_episodes(self, phase: str) -> list[Episode]:
+        """The episodes the prior is fitted on: the offline ones, and with
+        ``online_successes`` while fine-tuning those stored online that reached success (read
+        back from the run's ``online_episodes`` folder, where the runner keeps every one)."""
+        folder = self.context.run_dir / ONLINE_EPISODES
+        wanted = phase == "online" and self.prior_settings.online_successes
+        if not wanted or not (folder / MANIFEST).is_file():
+            return self.offline_episodes
+        online = load_dataset(folder).episodes
+        return self.offline_episodes + [e for e in online if np.any(e["success"])]
 
     def on_online_episode(self, episode: int) -> None:
         """Set α and β once ``episode`` online episodes are stored, by
