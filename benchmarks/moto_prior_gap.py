@@ -11,6 +11,8 @@ episode's first K steps (``--early-steps``, default 32) and over the rest. With
 ``--prior-first`` a third policy is scored: the prior for each episode's first K steps, then the
 actor. Its success near the prior's says the actor fails early in episodes, on states that
 windows inside one episode rarely show it (``algo.cross_episode_windows``, docs/moto.md).
+Last, the mean std of the actor's and the prior's action distributions on those states: an
+actor at its floor explores almost only through the sampled latent state.
 
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
         [--episodes 10] [--early-steps 32] [--prior-first]   # prints a table, writes
@@ -82,6 +84,23 @@ def mode_gap(algorithm: LatentOfflineToOnline, early_steps: int) -> dict[str, fl
     return {part: float(torch.cat(values).mean()) for part, values in gaps.items()}
 
 
+@torch.no_grad()
+def action_spread(algorithm: LatentOfflineToOnline) -> dict[str, float]:
+    """Mean over the offline data's states and action dimensions of the actor's and the
+    prior's std ``σ(s)`` (before the tanh). The actor explores online with its own σ: one at
+    the floor (``e^log_std_min``) hardly explores."""
+    agent = algorithm.agent
+    torch.manual_seed(0)
+    episodes = algorithm.observed.offline_episodes(algorithm.data_settings)
+    features, _ = episode_features(
+        agent.world_model, episodes, algorithm.obs_key, algorithm.context.device
+    )
+    return {
+        name: float(head.mean_and_log_std(features)[1].exp().mean())
+        for name, head in (("actor", agent.actor), ("prior", agent.prior))
+    }
+
+
 def actor_and_prior(
     run_dir: Path, episodes: int, early_steps: int, prior_first: bool
 ) -> dict[str, dict[str, float]]:
@@ -89,7 +108,7 @@ def actor_and_prior(
     checkpoint, over ``episodes`` evaluation episodes, with ``prior_first`` also of
     :class:`PriorFirstPolicy` for ``early_steps`` steps; and their :func:`mode_gap`."""
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
-    cfg.init, cfg.resume = None, None
+    cfg.init, cfg.resume, cfg.phase = None, None, "offline"  # build only; weights from run_dir
     with TemporaryDirectory() as scratch:
         algorithm = build_algorithm(cfg, Path(scratch), RunLogger(Path(scratch), False))
         if not isinstance(algorithm, LatentOfflineToOnline) or algorithm.agent.prior is None:
@@ -105,7 +124,10 @@ def actor_and_prior(
             policies["prior_first"] = PriorFirstPolicy(
                 agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
             )
-        results: dict[str, dict[str, float]] = {"mode_gap": mode_gap(algorithm, early_steps)}
+        results: dict[str, dict[str, float]] = {
+            "mode_gap": mode_gap(algorithm, early_steps),
+            "action_std": action_spread(algorithm),
+        }
         for name, policy in policies.items():
             scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
             results[name] = {key: scores[key] for key in ("success_rate", "mean_return")}
@@ -125,7 +147,7 @@ def main() -> None:
     table = {}
     names = ["actor", "prior"] + (["prior_first"] if args.prior_first else [])
     header = [f"{name} {what}" for what in ("success", "return") for name in names]
-    header += [f"gap first {args.early_steps}", "gap later"]
+    header += [f"gap first {args.early_steps}", "gap later", "actor std", "prior std"]
     print(f"{'run':<44}" + "".join(f"{title:>20}" for title in header))
     for run_dir in args.runs:
         row = table[str(run_dir)] = actor_and_prior(
@@ -134,6 +156,7 @@ def main() -> None:
         successes = [f"{row[name]['success_rate']:>20.2f}" for name in names]
         returns = [f"{row[name]['mean_return']:>20.1f}" for name in names]
         gaps = [f"{row['mode_gap'][part]:>20.3f}" for part in ("early", "later")]
+        gaps += [f"{row['action_std'][name]:>20.3f}" for name in ("actor", "prior")]
         print(f"{run_dir.name:<44}" + "".join(successes + returns + gaps), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
