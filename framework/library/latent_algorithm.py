@@ -58,8 +58,9 @@ class ReplaySettings:
 class ActingSettings:
     """``acting_polyak_rate``: when positive, the policy acts (exploring and evaluating) with a
     Polyak average of the world model and the actor, moved toward the live weights at this rate
-    after every update; 0 acts with the live weights, as the paper does. The average damps
-    the swings one update makes in a greedy policy (docs/moto.md)."""
+    after every update; 0 acts with the live weights, as the paper does. On box-close the
+    average swung less between snapshots than the live weights, and scored no better
+    (docs/moto.md)."""
 
     acting_polyak_rate: float = 0.0
 
