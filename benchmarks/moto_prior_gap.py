@@ -69,35 +69,44 @@ class PriorFirstPolicy(LatentPolicy):
 
 
 @torch.no_grad()
-def mode_gap(algorithm: LatentOfflineToOnline, early_steps: int) -> dict[str, float]:
-    """Mean over the offline data's states of ``max_i |actor mode − prior mode|``, over each
-    episode's first ``early_steps`` steps (``early``) and over the rest (``later``)."""
+def offline_features(algorithm: LatentOfflineToOnline) -> list[torch.Tensor]:
+    """Each offline episode's features ``(T, F)``, filtered as training filters them (the
+    posterior sampled, from a fixed seed)."""
+    torch.manual_seed(0)
+    return [
+        episode_features(
+            algorithm.agent.world_model, [episode], algorithm.obs_key, algorithm.context.device
+        )[0]
+        for episode in algorithm.observed.offline_episodes(algorithm.data_settings)
+    ]
+
+
+@torch.no_grad()
+def mode_gap(
+    algorithm: LatentOfflineToOnline, features: list[torch.Tensor], early_steps: int
+) -> dict[str, float]:
+    """Mean over the offline states ``features`` (per episode) of ``max_i |actor mode − prior
+    mode|``, over each episode's first ``early_steps`` steps (``early``) and the rest
+    (``later``)."""
     agent, gaps = algorithm.agent, {"early": [], "later": []}
-    torch.manual_seed(0)  # the posterior is sampled, as in training
-    for episode in algorithm.observed.offline_episodes(algorithm.data_settings):
-        features, _ = episode_features(
-            agent.world_model, [episode], algorithm.obs_key, algorithm.context.device
-        )
-        gap = (agent.actor.mode(features) - agent.prior.mode(features)).abs().amax(-1)
+    for episode in features:
+        gap = (agent.actor.mode(episode) - agent.prior.mode(episode)).abs().amax(-1)
         gaps["early"].append(gap[:early_steps])
         gaps["later"].append(gap[early_steps:])
     return {part: float(torch.cat(values).mean()) for part, values in gaps.items()}
 
 
 @torch.no_grad()
-def action_spread(algorithm: LatentOfflineToOnline) -> dict[str, float]:
-    """Mean over the offline data's states and action dimensions of the actor's and the
+def action_spread(
+    algorithm: LatentOfflineToOnline, features: list[torch.Tensor]
+) -> dict[str, float]:
+    """Mean over the offline states ``features`` and action dimensions of the actor's and the
     prior's std ``σ(s)`` (before the tanh). The actor explores online with its own σ: one at
     the floor (``e^log_std_min``) hardly explores."""
-    agent = algorithm.agent
-    torch.manual_seed(0)
-    episodes = algorithm.observed.offline_episodes(algorithm.data_settings)
-    features, _ = episode_features(
-        agent.world_model, episodes, algorithm.obs_key, algorithm.context.device
-    )
+    states = torch.cat(features)
     return {
-        name: float(head.mean_and_log_std(features)[1].exp().mean())
-        for name, head in (("actor", agent.actor), ("prior", agent.prior))
+        name: float(head.mean_and_log_std(states)[1].exp().mean())
+        for name, head in (("actor", algorithm.agent.actor), ("prior", algorithm.agent.prior))
     }
 
 
@@ -124,9 +133,10 @@ def actor_and_prior(
             policies["prior_first"] = PriorFirstPolicy(
                 agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
             )
+        features = offline_features(algorithm)
         results: dict[str, dict[str, float]] = {
-            "mode_gap": mode_gap(algorithm, early_steps),
-            "action_std": action_spread(algorithm),
+            "mode_gap": mode_gap(algorithm, features, early_steps),
+            "action_std": action_spread(algorithm, features),
         }
         for name, policy in policies.items():
             scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
