@@ -12,7 +12,7 @@ from framework.library.actor_critic import (
     actor_loss,
     critic_loss,
 )
-from framework.library.returns import lambda_returns, penalised_rewards
+from framework.library.returns import lambda_returns, penalised_rewards, replay_lambda_returns
 
 
 def _random_rollout(batch: int = 4, horizon: int = 5, seed: int = 0):
@@ -73,6 +73,27 @@ def test_lambda_returns_reject_bad_inputs(values_shape, lam):
     rewards, _, discounts = _random_rollout()
     with pytest.raises(ValueError):
         lambda_returns(rewards, torch.zeros(values_shape), discounts, lam)
+
+
+def test_replay_lambda_returns_match_hand_computed_values_and_stop_at_episode_starts():
+    # Rows 0-2 end one episode, rows 3-4 start the next; r_t arrives with row t. γ = λ = 0.5:
+    #   R_4 = v_4 = 6;  R_3 = r_4 + 0.5 (0.5 v_4 + 0.5 R_4) = 5 + 3 = 8
+    #   R_2 = v_2 = 3 (row 3 starts another episode)
+    #   R_1 = r_2 + 0.5 (0.5 v_2 + 0.5 R_2) = 2 + 1.5 = 3.5
+    #   R_0 = r_1 + 0.5 (0.5 v_1 + 0.5 R_1) = 1 + 0.5 (1 + 1.75) = 2.375
+    rewards = torch.tensor([[0.0, 1.0, 2.0, 0.0, 5.0]])
+    values = torch.tensor([[1.0, 2.0, 3.0, 4.0, 6.0]])
+    is_first = torch.tensor([[True, False, False, True, False]])
+    expected = torch.tensor([[2.375, 3.5, 3.0, 8.0]])
+    torch.testing.assert_close(replay_lambda_returns(rewards, values, is_first, 0.5, 0.5), expected)
+    # The reward stored with an episode's first row belongs to no step of it.
+    rewards[0, 3] = 100.0
+    torch.testing.assert_close(replay_lambda_returns(rewards, values, is_first, 0.5, 0.5), expected)
+
+
+def test_replay_lambda_returns_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="one \\(B, T\\) shape"):
+        replay_lambda_returns(torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2, 5), 0.9, 0.9)
 
 
 # ------------------------------------------------------------- penalised_rewards

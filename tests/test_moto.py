@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from framework.library.latent_agent import (
     build_world_model,
     episode_features,
 )
+from framework.library.returns import replay_lambda_returns
 from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
 from framework.metrics import RunLogger, read_log
@@ -364,6 +367,52 @@ def test_beta_zero_is_the_unregularised_actor_loss_and_beta_changes_it():
         loss_regularised - loss_free,
         torch.tensor(-0.5 * metrics["behaviour_log_prob"]),
     )
+
+
+def test_the_critic_replay_loss_regresses_values_onto_the_real_returns_only_when_weighted():
+    torch.manual_seed(6)
+    batch = {
+        "obs": torch.randn(2, 6, 3),
+        "action": torch.rand(2, 6, 2) * 2 - 1,
+        "reward": torch.full((2, 6), 5.0),
+        "is_first": torch.tensor([[True] + [False] * 5, [False] * 3 + [True] + [False] * 2]),
+    }
+    agent = _agent(alpha=0.0, beta=0.0)
+    settings = dataclasses.replace(agent.imagination, gamma=0.9, lam=0.8)
+    agent.imagination = dataclasses.replace(settings, replay_value_scale=1.0)
+    _, observed = agent.update_world_model(batch)
+    features, targets = agent.replay_value_targets(batch, observed)
+    posterior = observed.posterior.features
+    expected = replay_lambda_returns(
+        batch["reward"], agent.critic.target_value(posterior), batch["is_first"], 0.9, 0.8
+    )
+    torch.testing.assert_close(targets, expected)
+    torch.testing.assert_close(features, posterior[:, :-1])
+    # Rewards of 5 per real step: the replay targets lie far above the untrained critic, and
+    # only the weighted loss pulls V(s) of the replayed states up toward them.
+    continuing = ~batch["is_first"][:, 1:]
+    assert (targets[continuing] > 4.0).all()
+    torch.testing.assert_close(targets[1, 2], agent.critic.target_value(posterior[1, 2]))
+    without = copy.deepcopy(agent)
+    without.imagination = settings
+    for learner in (agent, without):
+        learner.optimisers["critic"].param_groups[0]["lr"] = 1e-2
+    with torch.no_grad():
+        before = float(agent.critic(features).mean())
+    for _ in range(20):
+        torch.manual_seed(7)
+        metrics = agent.update(batch)
+        torch.manual_seed(7)
+        plain = without.update(batch)
+    assert "critic_replay_loss" in metrics and "critic_replay_loss" not in plain
+    with torch.no_grad():
+        raised, kept = float(agent.critic(features).mean()), float(without.critic(features).mean())
+    assert raised > before + 2.0 and raised > kept + 2.0, (before, raised, kept)
+    with pytest.raises(ValueError, match="replay_value_scale"):
+        parts = (agent.world_model, agent.actor, agent.critic, agent.uncertainty, agent.prior)
+        LatentAgent(
+            *parts, dataclasses.replace(settings, replay_value_scale=-0.3), OptimiserSettings()
+        )
 
 
 # ------------------------------------------------------------------------------ pixels

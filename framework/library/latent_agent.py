@@ -31,7 +31,11 @@ from framework.library.actor_critic import (
     critic_loss,
 )
 from framework.library.normaliser import ObservationNormaliser
-from framework.library.returns import lambda_returns, penalised_rewards
+from framework.library.returns import (
+    lambda_returns,
+    penalised_rewards,
+    replay_lambda_returns,
+)
 from framework.library.rssm import (
     RSSM,
     ConvDecoder,
@@ -55,7 +59,11 @@ class ImaginationSettings:
     ``−log π_β(a|s)`` in the actor loss (needs a behaviour prior when positive);
     ``entropy_scale`` the entropy bonus; ``critic_tau`` the Polyak rate of the target critic
     (every update); ``start_states`` a random subset of that many posterior states to start
-    from (``0``: all of them).
+    from (``0``: all of them); ``replay_value_scale`` the weight of the critic's replay loss
+    (``0``: none), its regression onto λ-returns of the batch's real rewards
+    (:func:`~framework.library.returns.replay_lambda_returns`) as DreamerV3 adds with weight
+    0.3. DreamerV3 annotates the replayed states with their imagined returns; here the target
+    critic does, since imagination may start from a subset of them.
     """
 
     horizon: int = 15
@@ -66,6 +74,7 @@ class ImaginationSettings:
     entropy_scale: float = 1e-4
     critic_tau: float = 0.01
     start_states: int = 0
+    replay_value_scale: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,11 @@ class LatentAgent(nn.Module):
         super().__init__()
         if imagination.beta > 0 and prior is None:
             raise ValueError("beta > 0 regularises the actor toward a behaviour prior; none given")
+        if imagination.replay_value_scale < 0:
+            raise ValueError(
+                f"replay_value_scale weighs the critic's replay loss and must be >= 0; "
+                f"got {imagination.replay_value_scale}"
+            )
         self.world_model, self.actor, self.critic, self.prior = world_model, actor, critic, prior
         self.uncertainty, self.imagination = uncertainty, imagination
         self.grad_clip = optimisers.grad_clip
@@ -214,8 +228,28 @@ class LatentAgent(nn.Module):
             picks = torch.randperm(len(start.deter), device=start.deter.device)
             picks = picks[: self.imagination.start_states]
             start = LatentState(start.deter[picks], start.stoch[picks])
-        metrics.update(self._update_actor_critic(start))
+        replay = None
+        if self.imagination.replay_value_scale > 0:
+            replay = self.replay_value_targets(batch, observed)
+        metrics.update(self._update_actor_critic(start, replay))
         return metrics
+
+    @torch.no_grad()
+    def replay_value_targets(
+        self, batch: Mapping[str, torch.Tensor], observed: ObserveOutput
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critic's replay-loss inputs: the batch's posterior features of rows
+        ``0..T-2`` ``(B, T-1, F)`` and their λ-returns over the batch's real rewards,
+        bootstrapped from the target critic ``(B, T-1)``."""
+        features = observed.posterior.features.detach()
+        targets = replay_lambda_returns(
+            batch["reward"],
+            self.critic.target_value(features),
+            batch["is_first"],
+            self.imagination.gamma,
+            self.imagination.lam,
+        )
+        return features[:, :-1], targets
 
     def update_world_model(
         self, batch: Mapping[str, torch.Tensor]
@@ -291,8 +325,16 @@ class LatentAgent(nn.Module):
         metrics = {key: float(value.detach().mean()) for key, value in logged.items()}
         return loss, value_loss, metrics
 
-    def _update_actor_critic(self, start: LatentState) -> dict[str, float]:
+    def _update_actor_critic(
+        self, start: LatentState, replay: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> dict[str, float]:
+        """One step of actor and critic on a rollout imagined from ``start``; ``replay``
+        (:meth:`replay_value_targets`) adds the critic's replay loss."""
         loss, value_loss, metrics = self.actor_critic_losses(start)
+        if replay is not None:
+            replay_loss = critic_loss(self.critic(replay[0]), replay[1])
+            value_loss = value_loss + self.imagination.replay_value_scale * replay_loss
+            metrics["critic_replay_loss"] = float(replay_loss.detach())
         metrics["actor_grad_norm"] = self._step("actor", loss, self.actor)
         metrics["critic_grad_norm"] = self._step("critic", value_loss, self.critic.online)
         self.critic.update_target(self.imagination.critic_tau)

@@ -1,4 +1,5 @@
-"""Return targets for actor-critic learning in imagination (Dreamer-style TD(λ))."""
+"""Return targets for actor-critic learning (Dreamer-style TD(λ)), in imagination and along
+replayed sequences."""
 
 from __future__ import annotations
 
@@ -39,6 +40,36 @@ def lambda_returns(
         )
         returns.append(next_return)
     return torch.stack(returns[::-1], dim=1)
+
+
+def replay_lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, is_first: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """TD(λ) returns along replayed sequence windows, for the critic's replay loss.
+
+    Rows as the replay stores them: ``rewards`` ``(batch, T)`` holds the reward received on
+    arriving at row ``t``, ``values`` ``(batch, T)`` a value estimate of each row's state and
+    ``is_first`` ``(batch, T)`` marks rows that start an episode (a window may run from one
+    episode into the next). Returns ``(batch, T - 1)``: ``R_t`` for ``t = 0..T-2`` with::
+
+        R_{T-1} = v_{T-1}
+        R_t = r_{t+1} + γ · [(1 − λ) · v_{t+1} + λ · R_{t+1}]   if row t+1 continues row t's episode
+        R_t = v_t                                              if row t+1 starts a new one
+
+    (episodes here end by time limit only, so a row whose successor is missing bootstraps
+    from its own value).
+    """
+    if not (rewards.shape == values.shape == is_first.shape) or rewards.dim() != 2:
+        raise ValueError(
+            f"replay_lambda_returns expects rewards, values and is_first of one (B, T) shape; "
+            f"got {tuple(rewards.shape)}, {tuple(values.shape)}, {tuple(is_first.shape)}"
+        )
+    boundary = is_first[:, 1:].bool()
+    # At a boundary the step's "reward" is v_t and its discount 0, so R_t = v_t exactly and
+    # the recursion before it continues from there.
+    step_rewards = torch.where(boundary, values[:, :-1], rewards[:, 1:])
+    discounts = gamma * (~boundary).to(values.dtype)
+    return lambda_returns(step_rewards, values, discounts, lam)
 
 
 def penalised_rewards(
