@@ -63,6 +63,14 @@ BAD_INPUTS = {
     ),
     "a GPU that is not there": (["+algo=iql", "device=cuda:7"], "torch sees no GPU here"),
     "phase name": (["+algo=moto", "phase=pretrain"], "phase must be one of all, offline, online"),
+    "latent agent's setting out of range": (
+        ["+algo=moto", "algo.replay_value_scale=-1"],
+        "algo: replay_value_scale weighs the critic's replay loss and must be >= 0; got -1.0",
+    ),
+    "behaviour regulariser without a prior": (
+        ["+algo=dreamer", "algo.beta=1"],
+        "algo: beta > 0 regularises the actor toward a behaviour prior; none given",
+    ),
     "init checkpoint that does not exist": (
         ["+algo=moto", "phase=online", "init=/no/such/run"],
         "checkpoint /no/such/run does not exist",

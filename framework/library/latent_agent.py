@@ -436,12 +436,11 @@ def build_latent_agent(
     feature_dim = world_model.rssm.feature_dim
     actor = TanhGaussianActor(feature_dim, action_dim, **cfg.algo.actor)
     prior = BehaviourPrior(feature_dim, action_dim, **cfg.algo.actor) if with_prior else None
-    return LatentAgent(
-        world_model,
-        actor,
-        Critic(feature_dim, **cfg.algo.critic),
-        registry.build("uncertainty", cfg.uncertainty),
-        prior,
-        typed_settings(ImaginationSettings, cfg.algo, "algo"),
-        typed_settings(OptimiserSettings, cfg.algo.optim, "algo.optim"),
-    )
+    critic = Critic(feature_dim, **cfg.algo.critic)
+    uncertainty = registry.build("uncertainty", cfg.uncertainty)
+    imagination = typed_settings(ImaginationSettings, cfg.algo, "algo")
+    optimisers = typed_settings(OptimiserSettings, cfg.algo.optim, "algo.optim")
+    try:
+        return LatentAgent(world_model, actor, critic, uncertainty, prior, imagination, optimisers)
+    except ValueError as error:  # the settings' own checks, on values from the config
+        raise UserInputError(f"algo: {error}. Fix the override or the config.") from None
