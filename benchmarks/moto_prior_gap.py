@@ -25,11 +25,9 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from tempfile import TemporaryDirectory
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from framework.evaluation import evaluate
 from framework.library.actor_critic import BehaviourPrior, TanhGaussianActor
@@ -37,9 +35,8 @@ from framework.library.latent_agent import episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
 from framework.library.rssm import WorldModel
-from framework.metrics import RunLogger
 from framework.phases import EVAL_SEED_OFFSET
-from framework.runner import RUN_CONFIG, build_algorithm
+from framework.runner import load_trained
 
 
 class PriorFirstPolicy(LatentPolicy):
@@ -116,31 +113,28 @@ def actor_and_prior(
     """Success rate and mean return of the actor and of the behaviour prior in ``run_dir``'s
     checkpoint, over ``episodes`` evaluation episodes, with ``prior_first`` also of
     :class:`PriorFirstPolicy` for ``early_steps`` steps; and their :func:`mode_gap`."""
-    cfg = OmegaConf.load(run_dir / RUN_CONFIG)
-    cfg.init, cfg.resume, cfg.phase = None, None, "offline"  # build only; weights from run_dir
-    with TemporaryDirectory() as scratch:
-        algorithm = build_algorithm(cfg, Path(scratch), RunLogger(Path(scratch), False))
-        if not isinstance(algorithm, LatentOfflineToOnline) or algorithm.agent.prior is None:
-            raise SystemExit(f"{run_dir}: not a run of an algorithm with a behaviour prior")
-        algorithm.load(str(run_dir))
-        agent, obs_key = algorithm.agent, algorithm.obs_key.removeprefix("obs.")
-        device = algorithm.context.device
-        policies = {
-            name: LatentPolicy(agent.world_model, head, obs_key, False, device)
-            for name, head in (("actor", agent.actor), ("prior", agent.prior))
-        }
-        if prior_first:
-            policies["prior_first"] = PriorFirstPolicy(
-                agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
-            )
-        features = offline_features(algorithm)
-        results: dict[str, dict[str, float]] = {
-            "mode_gap": mode_gap(algorithm, features, early_steps),
-            "action_std": action_spread(algorithm, features),
-        }
-        for name, policy in policies.items():
-            scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
-            results[name] = {key: scores[key] for key in ("success_rate", "mean_return")}
+    algorithm = load_trained(run_dir)
+    if not isinstance(algorithm, LatentOfflineToOnline) or algorithm.agent.prior is None:
+        raise SystemExit(f"{run_dir}: not a run of an algorithm with a behaviour prior")
+    cfg = algorithm.context.cfg
+    agent, obs_key = algorithm.agent, algorithm.obs_key.removeprefix("obs.")
+    device = algorithm.context.device
+    policies = {
+        name: LatentPolicy(agent.world_model, head, obs_key, False, device)
+        for name, head in (("actor", agent.actor), ("prior", agent.prior))
+    }
+    if prior_first:
+        policies["prior_first"] = PriorFirstPolicy(
+            agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
+        )
+    features = offline_features(algorithm)
+    results: dict[str, dict[str, float]] = {
+        "mode_gap": mode_gap(algorithm, features, early_steps),
+        "action_std": action_spread(algorithm, features),
+    }
+    for name, policy in policies.items():
+        scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
+        results[name] = {key: scores[key] for key in ("success_rate", "mean_return")}
     return results
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -46,6 +47,20 @@ def build_algorithm(cfg: DictConfig, run_dir: Path, logger: RunLogger) -> Algori
         seed=cfg.seed,
     )
     return registry.get("algo", cfg.algo.name)(context)
+
+
+def load_trained(run_dir: Path) -> Algorithm:
+    """The algorithm of the run in ``run_dir``, built from its saved config and holding its
+    checkpoint's weights, for analysis (it writes nothing: its own run folder is a scratch one,
+    removed on return)."""
+    if not (run_dir / RUN_CONFIG).is_file() or not (run_dir / CHECKPOINT).is_file():
+        raise UserInputError(f"{run_dir}: not a run folder with {RUN_CONFIG} and {CHECKPOINT}")
+    cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    cfg.init, cfg.resume, cfg.phase = None, None, "offline"  # build only; weights from run_dir
+    with TemporaryDirectory() as scratch:
+        algorithm = build_algorithm(cfg, Path(scratch), RunLogger(Path(scratch), False))
+        algorithm.load(str(run_dir))
+    return algorithm
 
 
 @dataclass(frozen=True)

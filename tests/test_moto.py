@@ -30,7 +30,7 @@ from framework.library.rssm import LatentEnsembleHeads, LatentState
 from framework.library.uncertainty import EnsembleDisagreement
 from framework.metrics import RunLogger, read_log
 from framework.phases import PhaseRunner
-from framework.runner import build_algorithm, run_experiment
+from framework.runner import build_algorithm, load_trained, run_experiment
 from framework_moto.moto import MOTO
 
 SMOKE = ["+algo=moto", "+experiment=smoke", "progress=false", "tensorboard=false"]
@@ -118,6 +118,12 @@ def test_offline_checkpoint_loads_exactly_and_reproduces_actions(tmp_path, data_
     pretrained = read_log(offline_dir / "evaluation.csv")[0]
     assert rows[0]["mean_return"] == pretrained["mean_return"]
     assert float(rows[0]["success"]) == float(pretrained["success"]) == results["offline_success"]
+    # The benchmarks' way in: the finished run rebuilt from its folder, with its final weights.
+    analysed = load_trained(online_dir)
+    saved = torch.load(online_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert analysed.agent.state_dict().keys() == saved["agent"].keys()
+    for key, value in analysed.agent.state_dict().items():
+        assert torch.equal(value, saved["agent"][key]), key
 
 
 def test_online_phase_without_a_checkpoint_fails_clearly(tmp_path, data_cache):

@@ -1,0 +1,139 @@
+"""Does a latent agent's world model know what happened in its own online episodes? For each run
+folder given (an online run of MOTO or any latent agent, with its checkpoint and
+``online_episodes/``), every stored episode is filtered to its posterior states; from every
+``--every``-th step the model then runs open loop on the episode's real actions for
+``--horizon`` steps (the heads' mean prediction, no sampling), as imagination would from there.
+Reported separately for the episodes that succeeded and those that failed:
+
+- ``obs error``: the mean ``|decoded − real|`` of the observations over the open-loop steps, as
+  the decoder reconstructs them (states: in units of each dimension's spread in the offline data);
+- ``reward error``: the mean ``|r̂ − r|`` over those steps;
+- ``phantom reward``: over windows whose real rewards are all 0, the mean of the largest
+  predicted reward (a model that imagines success in failed attempts shows it here, and an actor
+  trained on it would exploit it);
+- ``u`` and ``α·u``: the uncertainty estimator's mean over the open-loop steps, and the penalty
+  it puts on each imagined reward at the run's α;
+- ``V@t``: the critic's mean value of the filtered state at step t of the episode
+  (``--value-steps``), i.e. how early it tells the episodes that will succeed from the others.
+
+    python benchmarks/moto_model_check.py runs/box-close_online ... [--horizon 15] [--every 25] \\
+        [--value-steps 0 25 50 100]
+    # prints a table, writes benchmarks/results/moto_model_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framework.data.format import load_dataset
+from framework.library.latent_algorithm import LatentOfflineToOnline
+from framework.library.rssm import LatentState
+from framework.phases import ONLINE_EPISODES
+from framework.runner import load_trained
+
+COLUMNS = ("episodes", "obs error", "reward error", "phantom reward", "u", "alpha*u")
+
+
+@torch.no_grad()
+def open_loop(
+    algorithm: LatentOfflineToOnline, episode: dict[str, np.ndarray], horizon: int, every: int
+) -> dict[str, np.ndarray]:
+    """Open-loop predictions along ``episode`` from every ``every``-th posterior state, each
+    ``(W, horizon)`` over the W windows: observation error (normalised units), predicted and
+    real rewards, uncertainty; and ``value`` ``(T + 1,)``, the critic's value of every filtered
+    state."""
+    agent, device = algorithm.agent, algorithm.context.device
+    model = agent.world_model
+    obs = torch.as_tensor(episode[algorithm.obs_key], device=device).float()
+    actions = torch.as_tensor(episode["action"], device=device).float()
+    previous = torch.cat([torch.zeros_like(actions[:1]), actions])[None]
+    is_first = torch.zeros(1, len(obs), dtype=torch.bool, device=device)
+    is_first[0, 0] = True
+    posterior = model.rssm.observe(model.embed(obs)[None], previous, is_first).posterior
+    starts = torch.arange(0, len(actions) - horizon + 1, every, device=device)
+    state = LatentState(posterior.deter[0, starts], posterior.stoch[0, starts])
+    target = model.decoder.target(model.observation_target(obs))
+    rows: dict[str, list[torch.Tensor]] = {"obs": [], "reward": [], "u": []}
+    for k in range(horizon):
+        state, prediction = model.rssm.prior_step(state, actions[starts + k])
+        error = model.decoder(state.features) - target[starts + k + 1]
+        rows["obs"].append(error.abs().flatten(1).mean(-1))
+        rows["reward"].append(model.reward_head(state.features).squeeze(-1))
+        rows["u"].append(agent.uncertainty(prediction))
+    result = {key: torch.stack(values, 1).cpu().numpy() for key, values in rows.items()}
+    window = starts[:, None].cpu().numpy() + np.arange(horizon)
+    result["real_reward"] = np.asarray(episode["reward"])[window]
+    result["value"] = agent.critic.target_value(posterior.features[0]).cpu().numpy()
+    return result
+
+
+def mean_value_at(values: list[np.ndarray], step: int) -> float:
+    """The mean of ``values[i][step]`` over the episodes that last that long (NaN if none)."""
+    reached = [episode[step] for episode in values if len(episode) > step]
+    return float(np.mean(reached)) if reached else float("nan")
+
+
+def check(
+    run_dir: Path, horizon: int, every: int, value_steps: list[int]
+) -> dict[str, dict[str, float]]:
+    """:data:`COLUMNS` and ``V@t`` for ``t`` in ``value_steps``, for the successful and the
+    failed online episodes of ``run_dir``."""
+    algorithm = load_trained(run_dir)
+    if not isinstance(algorithm, LatentOfflineToOnline):
+        raise SystemExit(f"{run_dir}: not a run of a latent-model agent")
+    episodes = load_dataset(run_dir / ONLINE_EPISODES).episodes
+    torch.manual_seed(0)
+    alpha = algorithm.agent.imagination.alpha
+    table = {}
+    for outcome, wanted in (("succeeded", True), ("failed", False)):
+        chosen = [e for e in episodes if bool(np.asarray(e["success"]).any()) == wanted]
+        if not chosen:
+            continue
+        parts = [open_loop(algorithm, episode, horizon, every) for episode in chosen]
+        values = [part.pop("value") for part in parts]
+        joined = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        quiet = (joined["real_reward"] == 0).all(1)
+        table[outcome] = {
+            "episodes": float(len(chosen)),
+            "obs error": float(joined["obs"].mean()),
+            "reward error": float(np.abs(joined["reward"] - joined["real_reward"]).mean()),
+            "phantom reward": float(joined["reward"][quiet].max(1).mean()) if quiet.any() else 0.0,
+            "u": float(joined["u"].mean()),
+            "alpha*u": float(alpha * joined["u"].mean()),
+            **{f"V@{step}": mean_value_at(values, step) for step in value_steps},
+        }
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="online run folders")
+    parser.add_argument("--horizon", type=int, default=15, help="open-loop steps per window")
+    parser.add_argument("--every", type=int, default=25, help="a window starts every N steps")
+    parser.add_argument(
+        "--value-steps", type=int, nargs="+", default=[0, 25, 50, 100], help="V@t columns"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/moto_model_check.json")
+    )
+    args = parser.parse_args()
+    columns = [*COLUMNS, *(f"V@{step}" for step in args.value_steps)]
+    print(f"{'run':<40}{'outcome':>10}" + "".join(f"{name:>16}" for name in columns))
+    results = {}
+    for run_dir in args.runs:
+        table = results[str(run_dir)] = check(run_dir, args.horizon, args.every, args.value_steps)
+        for outcome, row in table.items():
+            cells = [f"{row['episodes']:>16.0f}"] + [f"{row[name]:>16.4f}" for name in columns[1:]]
+            print(f"{run_dir.name:<40}{outcome:>10}" + "".join(cells), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
