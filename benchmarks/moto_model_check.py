@@ -13,6 +13,10 @@ Reported separately for the episodes that succeeded and those that failed:
   trained on it would exploit it);
 - ``u`` and ``α·u``: the uncertainty estimator's mean over the open-loop steps, and the penalty
   it puts on each imagined reward at the run's α;
+- ``return grad`` and ``prior grad``: at those starting states, with the actor's mode ``a_0``
+  taken first and the actor after, the norms of ``∂(Σ_t R_t)/∂a_0`` (the imagined λ-returns of
+  the horizon, as the actor loss sums them) and of ``β·∂(−log π_β(a_0|s_0))/∂a_0`` (the
+  behaviour regulariser), averaged over the states: how hard each term pulls on the action;
 - ``V@t``: the critic's mean value of the filtered state at step t of the episode
   (``--value-steps``), i.e. how early it tells the episodes that will succeed from the others.
 
@@ -31,12 +35,37 @@ import numpy as np
 import torch
 
 from framework.data.format import load_dataset
+from framework.library.latent_agent import LatentAgent
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.rssm import LatentState
 from framework.phases import ONLINE_EPISODES
 from framework.runner import load_trained
 
-COLUMNS = ("episodes", "obs error", "reward error", "phantom reward", "u", "alpha*u")
+COLUMNS = (
+    "episodes",
+    "obs error",
+    "reward error",
+    "phantom reward",
+    "u",
+    "alpha*u",
+    "return grad",
+    "prior grad",
+)
+
+
+def gradient_pulls(agent: LatentAgent, start: LatentState) -> dict[str, torch.Tensor]:
+    """Per state of ``start`` ``(B, ·)``, the norms ``(B,)`` of the gradients that the imagined
+    returns (``return``) and the behaviour regulariser (``prior``) put on the actor's mode
+    action taken there."""
+    action = agent.actor.mode(start.features).detach().requires_grad_(True)
+    with torch.enable_grad():
+        _, _, rollout = agent.imagine(start, first_action=action)
+        (from_returns,) = torch.autograd.grad(rollout.returns.sum(), action)
+        from_prior = torch.zeros_like(action)
+        if agent.prior is not None and agent.imagination.beta > 0:
+            pull = -agent.imagination.beta * agent.prior.log_prob(start.features, action).sum()
+            (from_prior,) = torch.autograd.grad(pull, action)
+    return {"return": from_returns.norm(dim=-1), "prior": from_prior.norm(dim=-1)}
 
 
 @torch.no_grad()
@@ -45,8 +74,9 @@ def open_loop(
 ) -> dict[str, np.ndarray]:
     """Open-loop predictions along ``episode`` from every ``every``-th posterior state, each
     ``(W, horizon)`` over the W windows: observation error (normalised units), predicted and
-    real rewards, uncertainty; and ``value`` ``(T + 1,)``, the critic's value of every filtered
-    state."""
+    real rewards, uncertainty; ``return_grad``/``prior_grad`` ``(W,)`` from
+    :func:`gradient_pulls` at the windows' starts; and ``value`` ``(T + 1,)``, the critic's
+    value of every filtered state."""
     agent, device = algorithm.agent, algorithm.context.device
     model = agent.world_model
     obs = torch.as_tensor(episode[algorithm.obs_key], device=device).float()
@@ -56,7 +86,8 @@ def open_loop(
     is_first[0, 0] = True
     posterior = model.rssm.observe(model.embed(obs)[None], previous, is_first).posterior
     starts = torch.arange(0, len(actions) - horizon + 1, every, device=device)
-    state = LatentState(posterior.deter[0, starts], posterior.stoch[0, starts])
+    start = LatentState(posterior.deter[0, starts], posterior.stoch[0, starts])
+    state = start
     target = model.decoder.target(model.observation_target(obs))
     rows: dict[str, list[torch.Tensor]] = {"obs": [], "reward": [], "u": []}
     for k in range(horizon):
@@ -69,6 +100,8 @@ def open_loop(
     window = starts[:, None].cpu().numpy() + np.arange(horizon)
     result["real_reward"] = np.asarray(episode["reward"])[window]
     result["value"] = agent.critic.target_value(posterior.features[0]).cpu().numpy()
+    for name, norms in gradient_pulls(agent, start).items():
+        result[f"{name}_grad"] = norms.cpu().numpy()
     return result
 
 
@@ -105,6 +138,8 @@ def check(
             "phantom reward": float(joined["reward"][quiet].max(1).mean()) if quiet.any() else 0.0,
             "u": float(joined["u"].mean()),
             "alpha*u": float(alpha * joined["u"].mean()),
+            "return grad": float(joined["return_grad"].mean()),
+            "prior grad": float(joined["prior_grad"].mean()),
             **{f"V@{step}": mean_value_at(values, step) for step in value_steps},
         }
     return table

@@ -353,6 +353,21 @@ def test_penalty_lowers_imagined_returns_by_exactly_alpha_times_uncertainty():
     torch.testing.assert_close(plain.returns - penalised.returns, 0.7 * tail_uncertainty)
 
 
+def test_a_given_first_action_is_taken_and_the_returns_depend_on_it_alone_per_row():
+    agent, start = _agent(alpha=1.0, beta=0.0), _start()
+    first = torch.full((6, 2), 0.3, requires_grad=True)
+    torch.manual_seed(4)
+    _, actions, rollout = agent.imagine(start, first_action=first)
+    assert torch.equal(actions[:, 0], first.detach())
+    assert not torch.equal(actions[:, 1], actions[:, 0])  # the actor's own from step 1
+    (gradient,) = torch.autograd.grad(rollout.returns[0].sum(), first)
+    assert gradient[0].abs().sum() > 0 and (gradient[1:] == 0).all()
+    # Without it, the same draws give the actor's first action instead.
+    torch.manual_seed(4)
+    _, own, _ = agent.imagine(start)
+    assert not torch.equal(own[:, 0], first.detach())
+
+
 def test_beta_zero_is_the_unregularised_actor_loss_and_beta_changes_it():
     start = _start()
     agent = _agent(alpha=1.0, beta=0.0)

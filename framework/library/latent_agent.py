@@ -274,15 +274,24 @@ class LatentAgent(nn.Module):
         self._step("prior", nll, self.prior)
         return float(nll.detach())
 
-    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, Rollout]:
+    def imagine(
+        self, start: LatentState, first_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Rollout]:
         """Roll the actor ``horizon`` steps from ``start`` through the model (world model frozen,
         gradients reaching the actor through its actions). Returns the states ``s_0..s_H``
-        ``(B, H+1, F)``, the actions ``a_0..a_{H-1}`` ``(B, H, A)`` and the scored rollout."""
+        ``(B, H+1, F)``, the actions ``a_0..a_{H-1}`` ``(B, H, A)`` and the scored rollout.
+        ``first_action`` ``(B, A)``, if given, is taken at ``start`` instead of the actor's (to
+        probe how the returns depend on it)."""
         settings = self.imagination
+        steps = iter(range(settings.horizon))
+
+        def policy(features: torch.Tensor) -> torch.Tensor:
+            if next(steps) == 0 and first_action is not None:
+                return first_action
+            return self.actor.sample(features).action
+
         with frozen(self.world_model):
-            rollout = self.world_model.rssm.imagine(
-                start, lambda f: self.actor.sample(f).action, settings.horizon
-            )
+            rollout = self.world_model.rssm.imagine(start, policy, settings.horizon)
             states = torch.cat([start.features.unsqueeze(1), rollout.features], dim=1)
             rewards = self.world_model.reward_head(rollout.features).squeeze(-1)
         uncertainty = rollout.uncertainty(self.uncertainty)
