@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from framework.data.format import load_dataset
-from framework.library.latent_agent import LatentAgent
+from framework.library.latent_agent import LatentAgent, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.rssm import LatentState
 from framework.phases import ONLINE_EPISODES
@@ -75,18 +75,15 @@ def open_loop(
     """Open-loop predictions along ``episode`` from every ``every``-th posterior state, each
     ``(W, horizon)`` over the W windows: observation error (normalised units), predicted and
     real rewards, uncertainty; ``return_grad``/``prior_grad`` ``(W,)`` from
-    :func:`gradient_pulls` at the windows' starts; and ``value`` ``(T + 1,)``, the critic's
-    value of every filtered state."""
+    :func:`gradient_pulls` at the windows' starts; and ``value`` ``(T,)``, the critic's value
+    of every filtered state an action was taken at (:func:`episode_features`)."""
     agent, device = algorithm.agent, algorithm.context.device
     model = agent.world_model
     obs = torch.as_tensor(episode[algorithm.obs_key], device=device).float()
-    actions = torch.as_tensor(episode["action"], device=device).float()
-    previous = torch.cat([torch.zeros_like(actions[:1]), actions])[None]
-    is_first = torch.zeros(1, len(obs), dtype=torch.bool, device=device)
-    is_first[0, 0] = True
-    posterior = model.rssm.observe(model.embed(obs)[None], previous, is_first).posterior
+    features, actions = episode_features(model, [episode], algorithm.obs_key, device)
     starts = torch.arange(0, len(actions) - horizon + 1, every, device=device)
-    start = LatentState(posterior.deter[0, starts], posterior.stoch[0, starts])
+    deter = model.rssm.deter_dim
+    start = LatentState(features[starts, :deter], features[starts, deter:])
     state = start
     target = model.decoder.target(model.observation_target(obs))
     rows: dict[str, list[torch.Tensor]] = {"obs": [], "reward": [], "u": []}
@@ -99,7 +96,7 @@ def open_loop(
     result = {key: torch.stack(values, 1).cpu().numpy() for key, values in rows.items()}
     window = starts[:, None].cpu().numpy() + np.arange(horizon)
     result["real_reward"] = np.asarray(episode["reward"])[window]
-    result["value"] = agent.critic.target_value(posterior.features[0]).cpu().numpy()
+    result["value"] = agent.critic.target_value(features).cpu().numpy()
     for name, norms in gradient_pulls(agent, start).items():
         result[f"{name}_grad"] = norms.cpu().numpy()
     return result
