@@ -11,6 +11,7 @@ from framework.library.actor_critic import (
     TanhGaussianActor,
     actor_loss,
     critic_loss,
+    reinforce_objective,
 )
 from framework.library.returns import lambda_returns, penalised_rewards, replay_lambda_returns
 
@@ -320,6 +321,50 @@ def test_actor_learns_to_reach_the_goal_through_the_model():
             actor, critic, prior, starts, horizon=1, gamma=0.0
         )
         loss = actor_loss(returns, log_prob_behaviour, entropy, beta=0.0, entropy_scale=1e-3)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert miss() < 0.3 * initial, (initial, miss())
+
+
+def test_reinforce_objective_weighs_log_probs_by_range_scaled_advantages():
+    log_prob = torch.zeros(2, 11, requires_grad=True)
+    returns = torch.arange(22.0).reshape(2, 11)  # 0..21: P5 = 1.05, P95 = 19.95
+    baseline = torch.full((2, 11), 10.0)
+    reinforce_objective(log_prob, returns, baseline).sum().backward()
+    torch.testing.assert_close(log_prob.grad, (returns - 10.0) / 18.9)
+    # A range below 1 is floored at 1: small returns are not blown up.
+    small = torch.zeros(2, 11, requires_grad=True)
+    reinforce_objective(small, returns / 100, baseline / 100).sum().backward()
+    torch.testing.assert_close(small.grad, (returns - 10.0) / 100)
+    # Returns and baseline only weigh: no gradient reaches them.
+    weighted = torch.ones(2, 11, requires_grad=True)
+    reinforce_objective(log_prob, weighted, baseline).sum().backward()
+    assert weighted.grad is None
+    with pytest.raises(ValueError, match="one shape"):
+        reinforce_objective(log_prob, returns[0], baseline)
+
+
+def test_actor_learns_to_reach_the_goal_by_reinforce_without_model_gradients():
+    torch.manual_seed(8)
+    actor = TanhGaussianActor(feature_dim=1, action_dim=1, hidden_dim=32)
+    optimiser = torch.optim.Adam(actor.parameters(), lr=1e-2)
+    starts = torch.rand(256, 1) * 1.6 - 0.8
+
+    def miss():
+        with torch.no_grad():
+            return (starts + actor.mode(starts)).abs().mean().item()
+
+    initial = miss()
+    for _ in range(300):
+        with torch.no_grad():  # the "model" is only scored, never differentiated
+            actions = actor.sample(starts).action
+            rewards = -((starts + actions) ** 2).sum(-1, keepdim=True)
+        objective = reinforce_objective(
+            actor.log_prob(starts, actions).unsqueeze(-1), rewards, rewards.mean().expand(256, 1)
+        )
+        entropy = torch.zeros_like(objective)
+        loss = actor_loss(objective, torch.zeros_like(objective), entropy, 0.0, 0.0)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

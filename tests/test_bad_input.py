@@ -67,6 +67,10 @@ BAD_INPUTS = {
         ["+algo=moto", "algo.replay_value_scale=-1"],
         "algo: replay_value_scale weighs the critic's replay loss and must be >= 0; got -1.0",
     ),
+    "actor gradient that does not exist": (
+        ["+algo=moto", "algo.actor_gradient=sarsa"],
+        "algo: actor_gradient must be one of dynamics, reinforce; got 'sarsa'",
+    ),
     "behaviour regulariser without a prior": (
         ["+algo=dreamer", "algo.beta=1"],
         "algo: beta > 0 regularises the actor toward a behaviour prior; none given",

@@ -16,7 +16,12 @@ from PIL import Image
 from framework.compose import compose_config
 from framework.data import DatasetWriter
 from framework.errors import TerminationRequested
-from framework.library.actor_critic import BehaviourPrior, Critic, TanhGaussianActor
+from framework.library.actor_critic import (
+    BehaviourPrior,
+    Critic,
+    TanhGaussianActor,
+    reinforce_objective,
+)
 from framework.library.encoders import IdentityEncoder
 from framework.library.latent_agent import (
     ImaginationSettings,
@@ -388,6 +393,37 @@ def test_beta_zero_is_the_unregularised_actor_loss_and_beta_changes_it():
         loss_regularised - loss_free,
         torch.tensor(-0.5 * metrics["behaviour_log_prob"]),
     )
+
+
+def test_reinforce_scores_the_rollout_by_log_probs_without_differentiating_the_model():
+    start = _start()
+    agent = _agent(alpha=1.0, beta=0.0)
+    settings = dataclasses.replace(agent.imagination, entropy_scale=0.0)
+    agent.imagination = dataclasses.replace(settings, actor_gradient="reinforce")
+    torch.manual_seed(3)
+    loss, _, _ = agent.actor_critic_losses(start)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        states, actions, rollout = agent.imagine(start)
+    expected = -reinforce_objective(
+        agent.actor.log_prob(states[:, :-1], actions),
+        rollout.returns,
+        agent.critic.target_value(states[:, :-1]),
+    ).mean()
+    torch.testing.assert_close(loss, expected)
+    # The same draws give a different actor gradient when the returns are back-propagated.
+    (reinforced,) = torch.autograd.grad(loss, agent.actor.net[0].weight)
+    agent.imagination = settings
+    torch.manual_seed(3)
+    (pathwise,) = torch.autograd.grad(
+        agent.actor_critic_losses(start)[0], agent.actor.net[0].weight
+    )
+    assert reinforced.abs().sum() > 0 and not torch.allclose(reinforced, pathwise)
+    with pytest.raises(ValueError, match="actor_gradient must be one of dynamics, reinforce"):
+        parts = (agent.world_model, agent.actor, agent.critic, agent.uncertainty, agent.prior)
+        LatentAgent(
+            *parts, dataclasses.replace(settings, actor_gradient="sarsa"), OptimiserSettings()
+        )
 
 
 def test_the_critic_replay_loss_regresses_values_onto_the_real_returns_only_when_weighted():

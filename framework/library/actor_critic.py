@@ -231,6 +231,33 @@ def actor_loss(
     return -returns.mean() - beta * log_prob_behaviour.mean() - entropy_scale * entropy.mean()
 
 
+def reinforce_objective(
+    log_prob: torch.Tensor, returns: torch.Tensor, baseline: torch.Tensor
+) -> torch.Tensor:
+    """The score-function (REINFORCE) surrogate ``log π(a_t|s_t) · sg(A_t)``, to be maximised
+    in place of the returns themselves (pass it to :func:`actor_loss` as ``returns``).
+
+    All inputs share one shape, e.g. ``(batch, horizon)``: ``log_prob`` of the imagined actions
+    under the actor (differentiable in its parameters, the actions themselves detached),
+    ``returns`` the λ-returns ``R_t`` and ``baseline`` the critic's ``V(s_t)``. The advantage
+    ``A_t = (R_t − V(s_t)) / max(1, P95(R) − P5(R))`` is scaled as DreamerV3 scales it: by the
+    returns' 5th–95th percentile range, floored at 1 so that small returns are not blown up.
+    DreamerV3 tracks that range as a moving average over updates; here it is the batch's own.
+
+    The surrogate's value is not a return; its gradient is the REINFORCE estimate of the
+    returns' gradient, which needs no derivative of the model (unlike dynamics back-prop).
+    """
+    if not log_prob.shape == returns.shape == baseline.shape:
+        raise ValueError(
+            f"reinforce_objective expects log_prob, returns and baseline of one shape; got "
+            f"{tuple(log_prob.shape)}, {tuple(returns.shape)}, {tuple(baseline.shape)}"
+        )
+    returns, baseline = returns.detach(), baseline.detach()
+    low, high = torch.quantile(returns.flatten(), returns.new_tensor([0.05, 0.95]))
+    advantage = (returns - baseline) / torch.clamp(high - low, min=1.0)
+    return log_prob * advantage
+
+
 def critic_loss(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Regression of online values onto stop-gradient λ-returns: ``½ mean((V(s_t) − sg(R_t))²)``.
 

@@ -29,6 +29,7 @@ from framework.library.actor_critic import (
     TanhGaussianActor,
     actor_loss,
     critic_loss,
+    reinforce_objective,
 )
 from framework.library.normaliser import ObservationNormaliser
 from framework.library.returns import (
@@ -63,7 +64,11 @@ class ImaginationSettings:
     (``0``: none), its regression onto λ-returns of the batch's real rewards
     (:func:`~framework.library.returns.replay_lambda_returns`) as DreamerV3 adds with weight
     0.3. DreamerV3 annotates the replayed states with their imagined returns; here the target
-    critic does, since imagination may start from a subset of them.
+    critic does, since imagination may start from a subset of them. ``actor_gradient`` how the
+    returns reach the actor: ``dynamics`` back-propagates them through the model into its
+    actions (DreamerV2 for continuous actions, and the paper); ``reinforce`` uses the
+    score-function estimate of :func:`~framework.library.actor_critic.reinforce_objective`
+    (DreamerV3), which needs no derivative of the model; the β term stays pathwise.
     """
 
     horizon: int = 15
@@ -75,6 +80,10 @@ class ImaginationSettings:
     critic_tau: float = 0.01
     start_states: int = 0
     replay_value_scale: float = 0.0
+    actor_gradient: str = "dynamics"
+
+
+ACTOR_GRADIENTS = ("dynamics", "reinforce")
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,11 @@ class LatentAgent(nn.Module):
                 f"replay_value_scale weighs the critic's replay loss and must be >= 0; "
                 f"got {imagination.replay_value_scale}"
             )
+        if imagination.actor_gradient not in ACTOR_GRADIENTS:
+            raise ValueError(
+                f"actor_gradient must be one of {', '.join(ACTOR_GRADIENTS)}; "
+                f"got {imagination.actor_gradient!r}"
+            )
         self.world_model, self.actor, self.critic, self.prior = world_model, actor, critic, prior
         self.uncertainty, self.imagination = uncertainty, imagination
         self.grad_clip = optimisers.grad_clip
@@ -306,22 +320,37 @@ class LatentAgent(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Actor and critic losses on a rollout imagined from ``start``, and metrics.
 
-        Actor: :func:`~framework.library.actor_critic.actor_loss` of the λ-returns, the frozen
+        Actor: :func:`~framework.library.actor_critic.actor_loss` of the λ-returns (or, with
+        ``actor_gradient = reinforce``, of their score-function surrogate), the frozen
         behaviour prior's ``log π_β`` of the actor's imagined actions (zeros when ``beta`` is
         0) and the actor's entropy at the imagined states. Critic: regression of ``V(s_t)``,
         ``t < H``, onto the stop-gradient λ-returns.
         """
         settings = self.imagination
-        states, actions, rollout = self.imagine(start)
-        acting_states = states[:, :-1]
+        if settings.actor_gradient == "reinforce":
+            with torch.no_grad():
+                states, actions, rollout = self.imagine(start)
+            acting_states = states[:, :-1]
+            objective = reinforce_objective(
+                self.actor.log_prob(acting_states, actions),
+                rollout.returns,
+                self.critic.target_value(acting_states),
+            )
+        else:
+            states, actions, rollout = self.imagine(start)
+            acting_states = states[:, :-1]
+            objective = rollout.returns
         if self.prior is not None and settings.beta > 0:
+            if settings.actor_gradient == "reinforce":
+                # The regulariser's gradient stays pathwise: fresh actions at the same states.
+                actions = self.actor.sample(acting_states).action
             with frozen(self.prior):
                 log_prob_behaviour = self.prior.log_prob(acting_states, actions)
         else:
             log_prob_behaviour = torch.zeros_like(rollout.returns)
         entropy = self.actor.entropy(acting_states.detach())
         loss = actor_loss(
-            rollout.returns, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
+            objective, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
         )
         value_loss = critic_loss(self.critic(acting_states.detach()), rollout.returns)
         logged = {
