@@ -100,12 +100,14 @@ class OptimiserSettings:
 @dataclass(frozen=True)
 class Rollout:
     """An imagined rollout scored for learning, each ``(B, H)``: the model's rewards, the
-    uncertainty ``u``, the penalised rewards and the λ-returns."""
+    uncertainty ``u``, the penalised rewards, the λ-returns and the target critic's values
+    ``V(s_t)`` of the states acted at (their bootstrap)."""
 
     rewards: torch.Tensor
     uncertainty: torch.Tensor
     penalised: torch.Tensor
     returns: torch.Tensor
+    values: torch.Tensor
 
 
 @contextmanager
@@ -313,7 +315,8 @@ class LatentAgent(nn.Module):
         values = self.critic.target_value(states)
         discounts = torch.full_like(rewards, settings.gamma)
         returns = lambda_returns(penalised, values, discounts, settings.lam)
-        return states, rollout.actions, Rollout(rewards, uncertainty, penalised, returns)
+        scored = Rollout(rewards, uncertainty, penalised, returns, values[:, :-1])
+        return states, rollout.actions, scored
 
     def actor_critic_losses(
         self, start: LatentState
@@ -334,7 +337,7 @@ class LatentAgent(nn.Module):
             objective = reinforce_objective(
                 self.actor.log_prob(acting_states, actions),
                 rollout.returns,
-                self.critic.target_value(acting_states),
+                rollout.values,
             )
         else:
             states, actions, rollout = self.imagine(start)
