@@ -53,7 +53,9 @@ def sweep(
         env={**environment, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=240,
+        # A guard against a hung launcher, not a speed check: generous, so that a loaded machine
+        # (training runs beside the suite) does not fail it. Four smoke runs take ~1 minute idle.
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
