@@ -54,7 +54,7 @@ def sweep(
         capture_output=True,
         text=True,
         # A guard against a hung launcher, not a speed check: generous, so that a loaded machine
-        # (training runs beside the suite) does not fail it. Four smoke runs take ~1 minute idle.
+        # (training runs beside the suite) does not fail it.
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
