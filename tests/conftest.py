@@ -14,9 +14,12 @@ FRAMEWORK = [sys.executable, "-m", "framework.cli"]
 
 
 def run_framework(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run ``framework ARGS`` in ``cwd``; returns the completed process (text output)."""
+    """Run ``framework ARGS`` in ``cwd``; returns the completed process (text output).
+    ``timeout`` guards against a hung run; it is no speed check, so it is generous enough for a
+    machine loaded with training runs beside the suite (where a 240 s guard on a launcher sweep
+    once timed out)."""
     return subprocess.run(
         [*FRAMEWORK, *args],
         cwd=cwd,

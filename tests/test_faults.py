@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FRAMEWORK
+from conftest import FRAMEWORK, run_framework
 
 from framework.data import load_dataset
 from framework.errors import NonFiniteError
@@ -66,14 +66,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> No
 
 
 def _resume(run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FRAMEWORK, "run", f"resume={run_dir}"],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_framework("run", f"resume={run_dir}", cwd=cwd, env=ENV)
 
 
 def _check_finished_run(run_dir: Path) -> None:
