@@ -59,9 +59,10 @@ class ActingSettings:
     """``acting_polyak_rate``: when positive, the policy acts (exploring and evaluating) with a
     Polyak average of the world model and the actor, moved toward the live weights at this rate
     after every update; 0 acts with the live weights, as the paper does. On box-close (0.01)
-    the average swung less between snapshots than the live weights, and scored no better; at
-    0.002 it kept two easy tasks' first fine-tuning evaluation at the pre-trained 0.9-1.0 where
-    the live weights fell to 0.2 and 0.7 (docs/moto.md)."""
+    the average swung less between snapshots than the live weights, and scored no better. At
+    0.002 three easy-task runs stayed at 0.9-1.0 for 100 episodes (the live weights fell to 0.2
+    and 0.7 on two), while box-close and shelf-place ended lower (0.2, 0.4 against 0.4, 0.5;
+    docs/moto.md)."""
 
     acting_polyak_rate: float = 0.0
 
