@@ -58,11 +58,9 @@ class ReplaySettings:
 class ActingSettings:
     """``acting_polyak_rate``: when positive, the policy acts (exploring and evaluating) with a
     Polyak average of the world model and the actor, moved toward the live weights at this rate
-    after every update; 0 acts with the live weights, as the paper does. On box-close (0.01)
-    the average swung less between snapshots than the live weights, and scored no better. At
-    0.002 three easy-task runs stayed at 0.9-1.0 for 100 episodes (the live weights fell to 0.2
-    and 0.7 on two), while box-close and shelf-place ended lower (0.2, 0.4 against 0.4, 0.5;
-    docs/moto.md)."""
+    after every update; 0 acts with the live weights, as the paper does. A slow average (0.002)
+    kept the easy tasks' pre-trained behaviour through the switch to online data and lagged
+    what fine-tuning learns on the hard tasks; figures in docs/moto.md."""
 
     acting_polyak_rate: float = 0.0
 
