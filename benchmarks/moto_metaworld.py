@@ -116,6 +116,8 @@ def main() -> None:
     figure, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.2))
     axes = np.atleast_1d(axes)
     print(f"{'algo':<22}{'task':<26}{'seeds':>6}{'offline':>16}{'final':>16}{'best':>16}")
+    # one colour per algo on every panel, since an algo may have runs for only some tasks
+    colors = {algo: f"C{index}" for index, algo in enumerate(args.algos)}
     for algo in args.algos:
         for axis, task in zip(axes, args.tasks, strict=True):
             runs = [
@@ -129,9 +131,13 @@ def main() -> None:
             episodes = curves[0].episodes
             matrix = np.array([c.success for c in curves])
             means, widths = zip(*(interval(list(col)) for col in matrix.T), strict=True)
-            axis.plot(episodes, means, label=algo)
+            axis.plot(episodes, means, label=algo, color=colors[algo])
             axis.fill_between(
-                episodes, np.subtract(means, widths), np.add(means, widths), alpha=0.2
+                episodes,
+                np.subtract(means, widths),
+                np.add(means, widths),
+                alpha=0.2,
+                color=colors[algo],
             )
             axis.set_title(task)
             axis.set_xlabel("online episodes")
@@ -157,7 +163,11 @@ def main() -> None:
                 columns = ("step", "episode", "success", "seed")
                 write_curve_csv(run_curve, run_dir / "success.csv", columns)
     axes[0].set_ylabel("success rate")
-    axes[0].legend()
+    handles: dict[str, object] = {}
+    for axis in axes:
+        lines, labels = axis.get_legend_handles_labels()
+        handles.update(zip(labels, lines, strict=True))
+    axes[0].legend(handles.values(), handles.keys())
     figure.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out / "success.png", dpi=120)
