@@ -27,7 +27,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import yaml
-from learning_curves import Curve, read_curve, write_curve_csv
+from learning_curves import Curve, algo_colors, read_curve, write_curve_csv
 from rliable import library as rly
 from rliable import metrics, plot_utils
 
@@ -150,8 +150,7 @@ def main() -> None:
     offline_point, offline_ci = rly.get_interval_estimates(offline, aggregate, reps=REPS)
 
     figure, (curves_axis, profile_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {algo: cycle[index % len(cycle)] for index, algo in enumerate(runs)}
+    colors = algo_colors(runs)
     points = max(len(curve.success) for found in runs.values() for curve in found.values())
     summary = {}
     print(f"{'algo':<12}{'runs':>5}{'offline IQM':>14}{'final IQM [95% CI]':>26}{'final mean':>22}")

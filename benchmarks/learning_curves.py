@@ -1,9 +1,10 @@
-"""The learning curves runs log (``evaluation.csv``), read for the benchmarks' tables and plots."""
+"""The learning curves runs log (``evaluation.csv``), read for the benchmarks' tables and plots,
+and the colour each algo keeps in those plots."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,3 +48,9 @@ def write_curve_csv(curve: Curve, path: Path, columns: Sequence[str]) -> None:
             writer.writerow(
                 [curve.seed if name == "seed" else values[name][index] for name in columns]
             )
+
+
+def algo_colors(algos: Iterable[str]) -> dict[str, str]:
+    """One colour of matplotlib's default cycle (``C0``, ``C1``, ...) per algo, so an algo keeps
+    its colour on every panel of a figure, also where it has no runs for some task."""
+    return {algo: f"C{index}" for index, algo in enumerate(algos)}

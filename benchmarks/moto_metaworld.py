@@ -25,7 +25,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from learning_curves import read_curve, write_curve_csv
+from learning_curves import algo_colors, read_curve, write_curve_csv
 from scipy import stats
 
 matplotlib.use("Agg")
@@ -116,8 +116,7 @@ def main() -> None:
     figure, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.2))
     axes = np.atleast_1d(axes)
     print(f"{'algo':<22}{'task':<26}{'seeds':>6}{'offline':>16}{'final':>16}{'best':>16}")
-    # one colour per algo on every panel, since an algo may have runs for only some tasks
-    colors = {algo: f"C{index}" for index, algo in enumerate(args.algos)}
+    colors = algo_colors(args.algos)
     for algo in args.algos:
         for axis, task in zip(axes, args.tasks, strict=True):
             runs = [
