@@ -35,6 +35,7 @@ from framework.library.rssm import LatentEnsembleHeads
 from framework.library.uncertainty import EnsembleDisagreement
 
 ACTION_DIM, STATE_DIM, HEADS, DETER, STOCH, HIDDEN = 4, 39, 7, 200, 30, 200
+OBS_SHAPES = {"states": (STATE_DIM,), "pixels": (3, 64, 64)}
 
 
 def timed(step: Callable[[], None], seconds: float, warmup: int = 2) -> float:
@@ -165,9 +166,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per figure")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
-        "--head-rows", nargs="+", type=int, default=[1, 16, 800], help="states per heads call"
+        "--head-rows",
+        nargs="*",
+        type=int,
+        default=[1, 16, 800],
+        help="states per heads call (none: skip the heads)",
     )
-    parser.add_argument("--heads-only", action="store_true", help="skip the agent figures")
+    parser.add_argument(
+        "--obs",
+        nargs="*",
+        choices=OBS_SHAPES,
+        default=list(OBS_SHAPES),
+        help="observations to time the agent on (none: the heads only)",
+    )
     parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_speed.json"))
     args = parser.parse_args()
@@ -180,14 +191,7 @@ def main() -> None:
             "device": device_name(args.device),
             "heads": HEADS,
         },
-        **(
-            {}
-            if args.heads_only
-            else {
-                "states": update_speed((STATE_DIM,), args),
-                "pixels": update_speed((3, 64, 64), args),
-            }
-        ),
+        **{obs: update_speed(OBS_SHAPES[obs], args) for obs in args.obs},
         "ensemble_heads": {str(rows): heads_speed(args, rows) for rows in args.head_rows},
     }
     print(
@@ -195,7 +199,7 @@ def main() -> None:
         f"{device_name(args.device)}"
     )
     print(f"{'figure':<44}{'value':>12}")
-    for obs in ("states", "pixels") if not args.heads_only else ():
+    for obs in args.obs:
         print(f"{obs + ': agent updates / s':<44}{results[obs]['updates_per_s']:>12.2f}")
         model_rate = results[obs]["world_model_updates_per_s"]
         print(f"{obs + ': world-model updates / s':<44}{model_rate:>12.2f}")

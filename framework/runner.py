@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -74,6 +76,31 @@ class RunSettings:
     device: str
     progress: bool
     tensorboard: bool
+    threads: int | None = None  # absent from the configs of runs saved before it existed
+
+
+def cpu_threads(requested: int | None, environ: Mapping[str, str]) -> int:
+    """torch's CPU threads for a run: ``threads=N``; with ``threads=null``, ``$OMP_NUM_THREADS``
+    (which the Slurm and joblib launchers set), else 1.
+
+    One by default rather than torch's one per core. A run with a thread on every core stalls
+    whenever another process takes one (libgomp's idle threads spin at each parallel region's
+    barrier): `+algo=moto +experiment=small` beside one other run took about 20 s per update
+    instead of 0.2. One thread costs about a third of the speed on an idle 2-core machine, and
+    a run's numbers then do not depend on the machine's core count (benchmarks/cpu_contention.py,
+    docs/scale_out.md).
+    """
+    if requested is not None:
+        if requested < 1:
+            raise UserInputError(f"threads={requested}: give 1 or more, or null")
+        return requested
+    value = environ.get("OMP_NUM_THREADS", "1").split(",")[0]
+    if not value.isdigit() or int(value) < 1:
+        raise UserInputError(
+            f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']!r} is not a number of threads: "
+            "unset it, or pass threads=N"
+        )
+    return int(value)
 
 
 def check_run_settings(cfg: DictConfig) -> RunSettings:
@@ -97,7 +124,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """
     registry = load_plugins().registry
     check_component_names(cfg, registry)
-    resuming = check_run_settings(cfg).resume is not None
+    settings = check_run_settings(cfg)
+    resuming = settings.resume is not None
     if resuming and not registry.get("algo", cfg.algo.name).resumable:
         raise UserInputError(
             f"algo {cfg.algo.name!r} cannot resume a run (no phase checkpoints); start it again"
@@ -107,6 +135,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             f"{run_dir} already holds a run: continue it with `framework run resume={run_dir}`, "
             "or choose another hydra.run.dir"
         )
+    torch.set_num_threads(cpu_threads(settings.threads, os.environ))
     seed_everything(cfg.seed)
     # NaNs must reach the losses, where the phase runner's guard names the loss and the
     # update; torch's distribution argument checks would raise from deep inside a forward pass.

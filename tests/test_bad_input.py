@@ -62,6 +62,7 @@ BAD_INPUTS = {
         "PETS plans on the env's state vectors; encoder 'conv' reads pixels",
     ),
     "a GPU that is not there": (["+algo=iql", "device=cuda:7"], "torch sees no GPU here"),
+    "no CPU threads": (["+algo=iql", "threads=0"], "threads=0: give 1 or more, or null"),
     "phase name": (["+algo=moto", "phase=pretrain"], "phase must be one of all, offline, online"),
     "latent agent's setting out of range": (
         ["+algo=moto", "algo.replay_value_scale=-1"],

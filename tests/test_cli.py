@@ -6,6 +6,9 @@ import json
 import pytest
 import yaml
 
+from framework.errors import UserInputError
+from framework.runner import cpu_threads
+
 
 def test_list_shows_plugins_component_kinds_and_config_groups(framework_cli, tmp_path):
     result = framework_cli("list", cwd=tmp_path)
@@ -129,3 +132,17 @@ def test_single_phase_algorithms_reject_phase_options(framework_cli, tmp_path, a
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"drop {option}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "requested, environ, threads",
+    [(None, {}, 1), (None, {"OMP_NUM_THREADS": "3"}, 3), (None, {"OMP_NUM_THREADS": "4,2"}, 4)]
+    + [(2, {"OMP_NUM_THREADS": "3"}, 2)],
+)
+def test_cpu_threads_default_to_one_or_what_the_launcher_set(requested, environ, threads):
+    assert cpu_threads(requested, environ) == threads
+
+
+def test_a_malformed_thread_count_in_the_environment_is_named():
+    with pytest.raises(UserInputError, match="OMP_NUM_THREADS='many' is not a number of threads"):
+        cpu_threads(None, {"OMP_NUM_THREADS": "many"})
