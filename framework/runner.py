@@ -86,8 +86,8 @@ def cpu_threads(requested: int | None, environ: Mapping[str, str]) -> int:
     One by default rather than torch's one per core. A run with a thread on every core stalls
     whenever another process takes one (libgomp's idle threads spin at each parallel region's
     barrier): `+algo=moto +experiment=small` beside one other run took about 20 s per update
-    instead of 0.2. One thread costs about a third of the speed on an idle 2-core machine, and
-    a run's numbers then do not depend on the machine's core count (benchmarks/cpu_contention.py,
+    instead of 0.2. One thread costs 5-33% of the speed on an idle 2-core machine, and a
+    run's numbers then do not depend on the machine's core count (benchmarks/cpu_contention.py,
     docs/scale_out.md).
     """
     if requested is not None:
