@@ -4,10 +4,12 @@ import csv
 import json
 
 import pytest
+import torch
 import yaml
 
+from framework.compose import compose_config
 from framework.errors import UserInputError
-from framework.runner import cpu_threads
+from framework.runner import cpu_threads, run_experiment
 
 
 def test_list_shows_plugins_component_kinds_and_config_groups(framework_cli, tmp_path):
@@ -146,3 +148,24 @@ def test_cpu_threads_default_to_one_or_what_the_launcher_set(requested, environ,
 def test_a_malformed_thread_count_in_the_environment_is_named():
     with pytest.raises(UserInputError, match="OMP_NUM_THREADS='many' is not a number of threads"):
         cpu_threads(None, {"OMP_NUM_THREADS": "many"})
+
+
+@pytest.mark.parametrize(
+    "override, omp_num_threads, threads", [([], None, 1), ([], "3", 3), (["threads=2"], "3", 2)]
+)
+def test_a_run_sets_torch_to_its_thread_count(
+    tmp_path, data_cache, monkeypatch, override, omp_num_threads, threads
+):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if omp_num_threads:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp_num_threads)
+    cfg = compose_config(
+        ["+algo=bc", "+experiment=smoke", "env=point", "progress=false", "tensorboard=false"]
+        + [f"algo.data.cache={data_cache}", *override]
+    )
+    torch.set_num_threads(5)
+    try:
+        run_experiment(cfg, tmp_path / "run")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(1)
