@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 SPEED_SCRIPT = Path(__file__).with_name("moto_speed.py")
-OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+# cleared from each measured process's environment, so that a setting sets only what it names
+OPENMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 SETTINGS = {
     "default (spin)": {},
     "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -35,12 +36,9 @@ SETTINGS = {
 
 
 def speed_command(seconds: float, out: Path) -> list[str]:
-    return [sys.executable, str(SPEED_SCRIPT), "--obs", "states", "--head-rows"] + [
-        "--seconds",
-        str(seconds),
-        "--out",
-        str(out),
-    ]
+    """moto_speed's state figures only (no heads), timed ``seconds`` each, written to ``out``."""
+    script = [sys.executable, str(SPEED_SCRIPT), "--obs", "states", "--head-rows"]
+    return [*script, "--seconds", str(seconds), "--out", str(out)]
 
 
 def agent_speed(setting: dict[str, str], seconds: float) -> dict[str, float]:
