@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -103,9 +103,11 @@ def cpu_threads(requested: int | None, environ: Mapping[str, str]) -> int:
     return int(value)
 
 
-def check_run_settings(cfg: DictConfig) -> RunSettings:
-    """The top-level settings, typed; a clear error for a wrong type or an unusable device."""
+def check_run_settings(cfg: DictConfig, environ: Mapping[str, str]) -> RunSettings:
+    """The top-level settings, typed, with ``threads`` resolved (:func:`cpu_threads`); a clear
+    error for a wrong type, an unusable device or thread count."""
     settings = typed_settings(RunSettings, cfg, "")
+    settings = replace(settings, threads=cpu_threads(settings.threads, environ))
     try:
         device = torch.device(settings.device)
     except RuntimeError as error:
@@ -124,7 +126,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """
     registry = load_plugins().registry
     check_component_names(cfg, registry)
-    settings = check_run_settings(cfg)
+    settings = check_run_settings(cfg, os.environ)
     resuming = settings.resume is not None
     if resuming and not registry.get("algo", cfg.algo.name).resumable:
         raise UserInputError(
@@ -135,7 +137,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             f"{run_dir} already holds a run: continue it with `framework run resume={run_dir}`, "
             "or choose another hydra.run.dir"
         )
-    torch.set_num_threads(cpu_threads(settings.threads, os.environ))
+    torch.set_num_threads(settings.threads)
     seed_everything(cfg.seed)
     # NaNs must reach the losses, where the phase runner's guard names the loss and the
     # update; torch's distribution argument checks would raise from deep inside a forward pass.
