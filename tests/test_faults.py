@@ -92,6 +92,9 @@ def _check_finished_run(run_dir: Path) -> None:
     assert [float(row["episode"]) for row in evaluation] == [0, 5, 10, 15, 20, 25, 30]
     offline = [float(row["step"]) for row in read_log(run_dir / "offline.csv")]
     assert offline == sorted(set(offline))
+    # Fine-tuning's update log rolls back to the checkpoint too: no update counted twice.
+    online = [float(row["step"]) for row in read_log(run_dir / "online.csv")]
+    assert online == sorted(set(online)) and online[-1] == progress["updates"]
 
 
 @pytest.mark.slow

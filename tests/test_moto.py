@@ -65,6 +65,12 @@ def test_smoke_preset_runs_both_phases_from_the_command_line(framework_cli, tmp_
     assert [row["episode"] for row in evaluations] == ["0", "1", "2"]
     assert [row["offline"] for row in evaluations] == ["1", "0", "0"]
     assert len(read_log(run_dir / "offline.csv")) == 5  # 20 updates, logged every 5 and the last
+    # Fine-tuning's metrics, one row per online episode (the mean over its 5 updates), with
+    # the online α = 1 · 1 and β = 1 · 10 that the imagination used.
+    online = read_log(run_dir / "online.csv")
+    assert [(row["episode"], row["step"]) for row in online] == [("1", "25"), ("2", "30")]
+    assert {(float(row["alpha"]), float(row["beta"])) for row in online} == {(1.0, 10.0)}
+    assert all(float(row["imagined_uncertainty"]) > 0 for row in online)
     manifest = json.loads((run_dir / "online_episodes" / "manifest.json").read_text())
     assert [entry["length"] for entry in manifest["episodes"]] == [30, 30]
     results = json.loads((run_dir / "results.json").read_text())
