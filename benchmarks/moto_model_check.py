@@ -20,25 +20,35 @@ Reported separately for the episodes that succeeded and those that failed:
 - ``V@t``: the critic's mean value of the filtered state at step t of the episode
   (``--value-steps``), i.e. how early it tells the episodes that will succeed from the others.
 
+With ``--estimators NAME...`` (registered uncertainty names, or ``all``) a second table asks
+which estimator tracks the model's error, as a penalty needs to: per estimator, the Spearman
+rank correlation over all windows (both outcomes) between its mean over a window and the
+window's observation error, and its mean on the failed episodes' windows over that on the
+successful ones'.
+
     python benchmarks/moto_model_check.py runs/box-close_online ... [--horizon 15] [--every 25] \\
-        [--value-steps 0 25 50 100]
-    # prints a table, writes benchmarks/results/moto_model_check.json
+        [--value-steps 0 25 50 100] [--estimators all]
+    # prints the tables, writes benchmarks/results/moto_model_check.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from framework.data.format import load_dataset
+from framework.interfaces import UncertaintyEstimator
 from framework.library.latent_agent import LatentAgent, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.rssm import LatentState
 from framework.phases import ONLINE_EPISODES
+from framework.plugins import load_plugins
 from framework.runner import load_trained
 
 COLUMNS = (
@@ -70,11 +80,16 @@ def gradient_pulls(agent: LatentAgent, start: LatentState) -> dict[str, torch.Te
 
 @torch.no_grad()
 def open_loop(
-    algorithm: LatentOfflineToOnline, episode: dict[str, np.ndarray], horizon: int, every: int
+    algorithm: LatentOfflineToOnline,
+    episode: dict[str, np.ndarray],
+    horizon: int,
+    every: int,
+    estimators: Mapping[str, UncertaintyEstimator],
 ) -> dict[str, np.ndarray]:
     """Open-loop predictions along ``episode`` from every ``every``-th posterior state, each
     ``(W, horizon)`` over the W windows: observation error (normalised units), predicted and
-    real rewards, uncertainty; ``return_grad``/``prior_grad`` ``(W,)`` from
+    real rewards, the run's uncertainty (``u``) and each of ``estimators``' (``u:<name>``);
+    ``return_grad``/``prior_grad`` ``(W,)`` from
     :func:`gradient_pulls` at the windows' starts; and ``value`` ``(T,)``, the critic's value
     of every filtered state an action was taken at (:func:`episode_features`)."""
     agent, device = algorithm.agent, algorithm.context.device
@@ -87,12 +102,15 @@ def open_loop(
     state = start
     target = model.decoder.target(model.observation_target(obs))
     rows: dict[str, list[torch.Tensor]] = {"obs": [], "reward": [], "u": []}
+    rows.update({f"u:{name}": [] for name in estimators})
     for k in range(horizon):
         state, prediction = model.rssm.prior_step(state, actions[starts + k])
         error = model.decoder(state.features) - target[starts + k + 1]
         rows["obs"].append(error.abs().flatten(1).mean(-1))
         rows["reward"].append(model.reward_head(state.features).squeeze(-1))
         rows["u"].append(agent.uncertainty(prediction))
+        for name, estimator in estimators.items():
+            rows[f"u:{name}"].append(estimator(prediction))
     result = {key: torch.stack(values, 1).cpu().numpy() for key, values in rows.items()}
     window = starts[:, None].cpu().numpy() + np.arange(horizon)
     result["real_reward"] = np.asarray(episode["reward"])[window]
@@ -108,25 +126,56 @@ def mean_value_at(values: list[np.ndarray], step: int) -> float:
     return float(np.mean(reached)) if reached else float("nan")
 
 
-def check(
-    run_dir: Path, horizon: int, every: int, value_steps: list[int]
+def estimator_calibration(
+    windows: Mapping[str, Mapping[str, np.ndarray]], names: list[str]
 ) -> dict[str, dict[str, float]]:
-    """:data:`COLUMNS` and ``V@t`` for ``t`` in ``value_steps``, for the successful and the
-    failed online episodes of ``run_dir``."""
+    """Per estimator in ``names``: ``spearman``, the rank correlation over the windows of both
+    outcomes in ``windows`` (``succeeded``/``failed`` → :func:`open_loop`'s arrays, joined)
+    between the estimator's and the observation error's window means; ``failed/succeeded``,
+    the ratio of its means over the two outcomes' windows (NaN without both)."""
+    parts = list(windows.values())
+    error = np.concatenate([part["obs"].mean(1) for part in parts])
+    table = {}
+    for name in names:
+        u = np.concatenate([part[f"u:{name}"].mean(1) for part in parts])
+        if not np.ptp(u):  # constant over the windows (``none``): it ranks nothing
+            table[name] = {"spearman": float("nan"), "failed/succeeded": float("nan")}
+            continue
+        ratio = float("nan")
+        if {"succeeded", "failed"} <= set(windows):
+            ratio = windows["failed"][f"u:{name}"].mean() / windows["succeeded"][f"u:{name}"].mean()
+        table[name] = {
+            "spearman": float(stats.spearmanr(u, error).statistic),
+            "failed/succeeded": float(ratio),
+        }
+    return table
+
+
+def check(
+    run_dir: Path,
+    horizon: int,
+    every: int,
+    value_steps: list[int],
+    estimators: Mapping[str, UncertaintyEstimator],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``outcomes``: :data:`COLUMNS` and ``V@t`` for ``t`` in ``value_steps``, for the
+    successful and the failed online episodes of ``run_dir``; ``estimators``:
+    :func:`estimator_calibration` of ``estimators``."""
     algorithm = load_trained(run_dir)
     if not isinstance(algorithm, LatentOfflineToOnline):
         raise SystemExit(f"{run_dir}: not a run of a latent-model agent")
     episodes = load_dataset(run_dir / ONLINE_EPISODES).episodes
     torch.manual_seed(0)
     alpha = algorithm.agent.imagination.alpha
-    table = {}
+    table, windows = {}, {}
     for outcome, wanted in (("succeeded", True), ("failed", False)):
         chosen = [e for e in episodes if bool(np.asarray(e["success"]).any()) == wanted]
         if not chosen:
             continue
-        parts = [open_loop(algorithm, episode, horizon, every) for episode in chosen]
+        parts = [open_loop(algorithm, episode, horizon, every, estimators) for episode in chosen]
         values = [part.pop("value") for part in parts]
         joined = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        windows[outcome] = joined
         quiet = (joined["real_reward"] == 0).all(1)
         table[outcome] = {
             "episodes": float(len(chosen)),
@@ -139,7 +188,7 @@ def check(
             "prior grad": float(joined["prior_grad"].mean()),
             **{f"V@{step}": mean_value_at(values, step) for step in value_steps},
         }
-    return table
+    return {"outcomes": table, "estimators": estimator_calibration(windows, list(estimators))}
 
 
 def main() -> None:
@@ -151,17 +200,35 @@ def main() -> None:
         "--value-steps", type=int, nargs="+", default=[0, 25, 50, 100], help="V@t columns"
     )
     parser.add_argument(
+        "--estimators",
+        nargs="+",
+        default=[],
+        help="registered uncertainty names to compare with the model's error, or all",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/moto_model_check.json")
     )
     args = parser.parse_args()
+    registry = load_plugins().registry
+    names = registry.names("uncertainty") if args.estimators == ["all"] else args.estimators
+    estimators = {name: registry.build("uncertainty", {"name": name}) for name in names}
     columns = [*COLUMNS, *(f"V@{step}" for step in args.value_steps)]
     print(f"{'run':<40}{'outcome':>10}" + "".join(f"{name:>16}" for name in columns))
     results = {}
     for run_dir in args.runs:
-        table = results[str(run_dir)] = check(run_dir, args.horizon, args.every, args.value_steps)
-        for outcome, row in table.items():
+        results[str(run_dir)] = check(
+            run_dir, args.horizon, args.every, args.value_steps, estimators
+        )
+        for outcome, row in results[str(run_dir)]["outcomes"].items():
             cells = [f"{row['episodes']:>16.0f}"] + [f"{row[name]:>16.4f}" for name in columns[1:]]
             print(f"{run_dir.name:<40}{outcome:>10}" + "".join(cells), flush=True)
+    if estimators:
+        header = f"{'estimator':>16}{'spearman(u, obs error)':>26}{'failed/succeeded':>20}"
+        print(f"\n{'run':<40}{header}")
+        for run_dir, result in results.items():
+            for name, row in result["estimators"].items():
+                cells = f"{row['spearman']:>26.3f}{row['failed/succeeded']:>20.2f}"
+                print(f"{Path(run_dir).name:<40}{name:>16}" + cells)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {args.out}")
