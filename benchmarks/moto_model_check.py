@@ -12,11 +12,14 @@ Reported separately for the episodes that succeeded and those that failed:
   predicted reward (a model that imagines success in failed attempts shows it here, and an actor
   trained on it would exploit it);
 - ``u`` and ``α·u``: the uncertainty estimator's mean over the open-loop steps, and the penalty
-  it puts on each imagined reward at the run's α;
+  it puts on each imagined reward at the α of the run's last online episode (β likewise);
 - ``return grad`` and ``prior grad``: at those starting states, with the actor's mode ``a_0``
   taken first and the actor after, the norms of ``∂(Σ_t R_t)/∂a_0`` (the imagined λ-returns of
   the horizon, as the actor loss sums them) and of ``β·∂(−log π_β(a_0|s_0))/∂a_0`` (the
   behaviour regulariser), averaged over the states: how hard each term pulls on the action;
+- ``actor reward`` and ``actor u``: the mean reward and uncertainty the model predicts when the
+  run's actor, not the episode's actions, acts for the horizon from the windows' starts (what
+  the actor imagines, and how much of it α·u takes away);
 - ``V@t``: the critic's mean value of the filtered state at step t of the episode
   (``--value-steps``), i.e. how early it tells the episodes that will succeed from the others.
 
@@ -60,6 +63,8 @@ COLUMNS = (
     "alpha*u",
     "return grad",
     "prior grad",
+    "actor reward",
+    "actor u",
 )
 
 
@@ -117,6 +122,10 @@ def open_loop(
     result["value"] = agent.critic.target_value(features).cpu().numpy()
     for name, norms in gradient_pulls(agent, start).items():
         result[f"{name}_grad"] = norms.cpu().numpy()
+    with torch.random.fork_rng():  # the other columns draw as they did before this one
+        _, _, imagined = agent.imagine(start)
+    result["actor_reward"] = imagined.rewards.cpu().numpy()
+    result["actor_u"] = imagined.uncertainty.cpu().numpy()
     return result
 
 
@@ -165,6 +174,9 @@ def check(
     if not isinstance(algorithm, LatentOfflineToOnline):
         raise SystemExit(f"{run_dir}: not a run of a latent-model agent")
     episodes = load_dataset(run_dir / ONLINE_EPISODES).episodes
+    # α and β as the run's fine-tuning schedule had them after its last episode (the run is
+    # rebuilt with its offline values): the penalty and the regulariser's pull it trained with.
+    algorithm.on_online_episode(len(episodes))
     torch.manual_seed(0)
     alpha = algorithm.agent.imagination.alpha
     table, windows = {}, {}
@@ -186,6 +198,8 @@ def check(
             "alpha*u": float(alpha * joined["u"].mean()),
             "return grad": float(joined["return_grad"].mean()),
             "prior grad": float(joined["prior_grad"].mean()),
+            "actor reward": float(joined["actor_reward"].mean()),
+            "actor u": float(joined["actor_u"].mean()),
             **{f"V@{step}": mean_value_at(values, step) for step in value_steps},
         }
     return {"outcomes": table, "estimators": estimator_calibration(windows, list(estimators))}
