@@ -388,8 +388,9 @@ class PhaseRunner:
                         self._update(mixed, settings.batch_size, "online")
                         for _ in range(settings.updates_per_episode)
                     ]
-                    metrics = updates[-1] if updates else {}
-                    self._log_updates(updates, self.progress.online_episodes)
+                    if updates:
+                        metrics = updates[-1]
+                        self._log_updates(updates, self.progress.online_episodes)
                 progress = self.progress
                 self._log_episode(episode, progress.online_episodes, progress.online_steps, metrics)
                 last = index == settings.episodes - 1
@@ -421,12 +422,12 @@ class PhaseRunner:
         )
 
     def _log_updates(self, updates: Sequence[Mapping[str, float]], episode: int) -> None:
-        """``online.csv``'s row for the updates after online episode ``episode``: each metric's
-        mean over them (the imagined reward and uncertainty, α, β, the losses), at the update
-        count, so fine-tuning can be plotted as pre-training is from ``offline.csv``."""
-        if updates:
-            means = {key: float(np.mean([update[key] for update in updates])) for key in updates[0]}
-            self.logger.log("online", self.progress.updates, {"episode": episode, **means})
+        """``online.csv``'s row for the (one or more) ``updates`` after online episode
+        ``episode``: each metric's mean over them (the imagined reward and uncertainty, α, β,
+        the losses), at the update count, so fine-tuning can be plotted as pre-training is from
+        ``offline.csv``."""
+        means = {key: float(np.mean([update[key] for update in updates])) for key in updates[0]}
+        self.logger.log("online", self.progress.updates, {"episode": episode, **means})
 
     def _bar(self, done: int, total: int, label: str) -> tqdm:
         """A progress bar over ``range(done, total)`` that shows ``done`` as already made."""
