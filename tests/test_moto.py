@@ -230,6 +230,34 @@ def test_the_acting_average_follows_the_live_weights_at_its_rate_and_is_checkpoi
         _moto(_config(data_cache, "algo.acting_polyak_rate=2"), tmp_path / "bad")
 
 
+def test_the_acting_average_rate_doubles_with_online_episodes_until_the_live_weights_act(
+    tmp_path, data_cache
+):
+    overrides = ("algo.acting_polyak_rate=0.25", "algo.acting_polyak_doubling_episodes=2")
+    moto = _moto(_config(data_cache, *overrides), tmp_path / "doubling")
+    replay, _ = moto._offline_replay()
+
+    def averaged_after_update() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The acting actor's weights before and after one update, and the live ones after."""
+        before = copy.deepcopy(moto.policy(explore=False).actor.state_dict())
+        moto.train_step(replay.sample(4), "online")
+        return before, moto.policy(explore=False).actor.state_dict()
+
+    moto.train_step(replay.sample(4), "offline")  # the first update copies the live weights
+    # Two online episodes stored: one doubling, rate 0.5; four: rate 1, the live weights.
+    for episodes, rate in ((2, 0.5), (4, 1.0)):
+        moto._online_episode_stored(episodes)
+        before, after = averaged_after_update()
+        live = moto.agent.actor.state_dict()
+        for name, value in after.items():
+            torch.testing.assert_close(value, before[name] + rate * (live[name] - before[name]))
+    assert all(torch.equal(value, live[name]) for name, value in after.items())
+    # MOTO's own hook still runs: the online β is in force.
+    assert moto.agent.imagination.beta == pytest.approx(10.0)
+    with pytest.raises(Exception, match="acting_polyak_doubling_episodes must be >= 0"):
+        _moto(_config(data_cache, "algo.acting_polyak_doubling_episodes=-1"), tmp_path / "bad")
+
+
 @pytest.mark.parametrize("online_successes", [False, True])
 def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
     tmp_path, data_cache, online_successes

@@ -60,9 +60,20 @@ class ActingSettings:
     Polyak average of the world model and the actor, moved toward the live weights at this rate
     after every update; 0 acts with the live weights, as the paper does. A slow average (0.002)
     kept the easy tasks' pre-trained behaviour through the switch to online data and lagged
-    what fine-tuning learns on the hard tasks; figures in docs/moto.md."""
+    what fine-tuning learns on the hard tasks; figures in docs/moto.md.
+    ``acting_polyak_doubling_episodes``: when positive, the rate doubles every this many online
+    episodes until it reaches 1 (acting with the live weights), so that the average guards the
+    switch to online data and then stops lagging; 0 keeps the rate fixed."""
 
     acting_polyak_rate: float = 0.0
+    acting_polyak_doubling_episodes: float = 0.0
+
+    def rate_after(self, online_episodes: int) -> float:
+        """The averaging rate once ``online_episodes`` online episodes are stored."""
+        if self.acting_polyak_doubling_episodes <= 0:
+            return self.acting_polyak_rate
+        doublings = online_episodes / self.acting_polyak_doubling_episodes
+        return min(1.0, self.acting_polyak_rate * 2.0**doublings)
 
 
 PHASES = {"all": ("offline", "online"), "offline": ("offline",), "online": ("online",)}
@@ -107,9 +118,15 @@ class LatentOfflineToOnline(Algorithm):
             self.observed.action_dim,
             with_prior=self.with_prior,
         ).to(context.device)
-        rate = typed_settings(ActingSettings, cfg.algo, "algo").acting_polyak_rate
+        self.acting_settings = typed_settings(ActingSettings, cfg.algo, "algo")
+        rate = self.acting_settings.acting_polyak_rate
         if not 0.0 <= rate <= 1.0:
             raise UserInputError(f"algo.acting_polyak_rate must lie in [0, 1]; got {rate}")
+        if self.acting_settings.acting_polyak_doubling_episodes < 0:
+            raise UserInputError(
+                "algo.acting_polyak_doubling_episodes must be >= 0 (0: a fixed rate); got "
+                f"{self.acting_settings.acting_polyak_doubling_episodes}"
+            )
         self._live = nn.ModuleDict(
             {"world_model": self.agent.world_model, "actor": self.agent.actor}
         )
@@ -133,6 +150,14 @@ class LatentOfflineToOnline(Algorithm):
         """A hook: called with ``n`` once the n-th online episode is stored, before its
         updates, and with the count stored so far before the online loop (MOTO sets α and β
         here)."""
+
+    def _online_episode_stored(self, episode: int) -> None:
+        """Set the acting average's rate for ``episode`` stored online episodes, then call the
+        subclass's hook."""
+        if self.acting is not None:
+            rate = self.acting_settings.rate_after(episode)
+            self.acting.multi_avg_fn = get_ema_multi_avg_fn(1.0 - rate)
+        self.on_online_episode(episode)
 
     def policy(self, explore: bool) -> Policy:
         """The policy on the acting average's weights once it has averaged an update (see
@@ -210,7 +235,7 @@ class LatentOfflineToOnline(Algorithm):
                 self.online_settings.eval_episodes,
                 self.online_settings,
                 self.replay_settings.online_capacity_steps,
-                on_episode=self.on_online_episode,
+                on_episode=self._online_episode_stored,
             )
         except TerminationRequested:
             # A run stopped on a deadline (SIGTERM) still shows what its model imagines.
