@@ -238,7 +238,7 @@ def test_the_acting_average_rate_doubles_with_online_episodes_until_the_live_wei
     replay, _ = moto._offline_replay()
 
     def averaged_after_update() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The acting actor's weights before and after one update, and the live ones after."""
+        """The acting actor's weights before and after one update."""
         before = copy.deepcopy(moto.policy(explore=False).actor.state_dict())
         moto.train_step(replay.sample(4), "online")
         return before, moto.policy(explore=False).actor.state_dict()
