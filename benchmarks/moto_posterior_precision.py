@@ -49,12 +49,17 @@ def decoded_states(
     return decoded.cpu().numpy(), real
 
 
+def hand_to_object_xy(states: np.ndarray) -> np.ndarray:
+    """The hand-to-object vectors ``(N, 2)`` in the plane of states ``(N, obs_dim)``."""
+    return states[:, PARTS["hand"]][:, :2] - states[:, PARTS["obj"]][:, :2]
+
+
 def precision(decoded: np.ndarray, real: np.ndarray, near: float) -> dict[str, float]:
     """:data:`COLUMNS` but ``episodes``, in centimetres (see the module docstring)."""
     error = np.abs(decoded - real) * 100
-    relative = lambda states: states[:, 0:2] - states[:, 4:6]  # noqa: E731
-    close = np.linalg.norm(relative(real), axis=1) < near
-    rel_error = np.linalg.norm(relative(decoded) - relative(real), axis=1)[close] * 100
+    real_xy = hand_to_object_xy(real)
+    close = np.linalg.norm(real_xy, axis=1) < near
+    rel_error = np.linalg.norm(hand_to_object_xy(decoded) - real_xy, axis=1)[close] * 100
     axis_errors = np.concatenate([error[:, part].mean(0) for part in PARTS.values()])
     row = dict(zip(AXIS_COLUMNS, map(float, axis_errors), strict=True))
     row["rel xy"] = float(rel_error.mean()) if close.any() else float("nan")
