@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from framework.data.format import load_dataset
+from framework.data.format import load_dataset, succeeded
 from framework.interfaces import UncertaintyEstimator
 from framework.library.latent_agent import LatentAgent, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
@@ -181,7 +181,7 @@ def check(
     alpha = algorithm.agent.imagination.alpha
     table, windows = {}, {}
     for outcome, wanted in (("succeeded", True), ("failed", False)):
-        chosen = [e for e in episodes if bool(np.asarray(e["success"]).any()) == wanted]
+        chosen = [e for e in episodes if succeeded(e) == wanted]
         if not chosen:
             continue
         parts = [open_loop(algorithm, episode, horizon, every, estimators) for episode in chosen]

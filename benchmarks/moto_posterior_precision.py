@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.data.format import load_dataset
+from framework.data.format import load_dataset, succeeded
 from framework.library.latent_agent import episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.phases import ONLINE_EPISODES
@@ -80,7 +80,7 @@ def check(run_dir: Path, offline: bool, near: float, limit: int) -> dict[str, di
     torch.manual_seed(0)  # the posterior is sampled
     table = {}
     for outcome, wanted in (("succeeded", True), ("failed", False)):
-        chosen = [e for e in episodes if bool(np.asarray(e["success"]).any()) == wanted][:limit]
+        chosen = [e for e in episodes if succeeded(e) == wanted][:limit]
         if chosen:
             table[outcome] = {"episodes": float(len(chosen))}
             table[outcome].update(precision(*decoded_states(algorithm, chosen), near))

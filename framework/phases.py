@@ -35,7 +35,7 @@ from tqdm import tqdm, trange
 
 from framework.atomic import remove_leftovers
 from framework.checkpoint import load_checkpoint, save_checkpoint
-from framework.data import DatasetWriter, load_dataset
+from framework.data import DatasetWriter, load_dataset, succeeded
 from framework.data.collect import record_episode
 from framework.errors import NonFiniteError, TerminationRequested, UserInputError
 from framework.evaluation import evaluate
@@ -414,7 +414,7 @@ class PhaseRunner:
             {
                 "episode": number,
                 "return": float(np.sum(episode["reward"])),
-                "success": float(np.any(episode["success"])),
+                "success": float(succeeded(episode)),
                 "updates": self.progress.updates,
                 "model_total": metrics.get("model_total", float("nan")),
                 "actor_loss": metrics.get("actor_loss", float("nan")),

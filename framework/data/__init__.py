@@ -7,6 +7,7 @@ from framework.data.format import (
     load_dataset,
     observation_entries,
     observation_spec,
+    succeeded,
 )
 from framework.data.minari import load_minari
 
@@ -18,4 +19,5 @@ __all__ = [
     "load_minari",
     "observation_entries",
     "observation_spec",
+    "succeeded",
 ]

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from framework.data.format import DatasetWriter, Episode, observation_entries
+from framework.data.format import DatasetWriter, Episode, observation_entries, succeeded
 from framework.errors import UserInputError
 from framework.evaluation import save_frame_strip
 from framework.interfaces import EnvFactory
@@ -135,9 +135,9 @@ def collect_dataset(
                 )
             episode = collect_episode(env, policy, noise, rng)
             attempts += 1
-            succeeded = bool(episode["success"].any())
-            successes += succeeded
-            if only_successful and not succeeded:
+            success = succeeded(episode)
+            successes += success
+            if only_successful and not success:
                 continue
             path = writer.write(episode)
             if "obs.pixels" in episode:

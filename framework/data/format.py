@@ -122,6 +122,11 @@ def observation_entries(observation: np.ndarray | Mapping[str, np.ndarray]) -> E
     return {"obs.state": observation.astype(np.float32)}
 
 
+def succeeded(episode: Mapping[str, np.ndarray]) -> bool:
+    """Whether ``episode`` reached success at any step (its ``success`` column)."""
+    return bool(np.any(episode["success"]))
+
+
 def spec_of(episode: Episode) -> Spec:
     """The spec an episode implies: each key's dtype and per-step shape."""
     return {

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from framework.data import load_dataset
-from framework.data.format import MANIFEST, Episode
+from framework.data.format import MANIFEST, Episode, succeeded
 from framework.interfaces import RunContext
 from framework.library.latent_agent import ImaginationSettings, episode_features
 from framework.library.latent_algorithm import LatentOfflineToOnline
@@ -113,7 +113,7 @@ class MOTO(LatentOfflineToOnline):
         if not wanted or not (folder / MANIFEST).is_file():
             return self.offline_episodes
         online = load_dataset(folder).episodes
-        return self.offline_episodes + [e for e in online if np.any(e["success"])]
+        return self.offline_episodes + [e for e in online if succeeded(e)]
 
     def on_online_episode(self, episode: int) -> None:
         """Set α and β once ``episode`` online episodes are stored, by
