@@ -258,6 +258,64 @@ def test_the_acting_average_rate_doubles_with_online_episodes_until_the_live_wei
         _moto(_config(data_cache, "algo.acting_polyak_doubling_episodes=-1"), tmp_path / "bad")
 
 
+def test_the_lookahead_acts_with_the_candidate_whose_imagined_return_is_highest(
+    tmp_path, data_cache
+):
+    overrides = (
+        "algo.lookahead_candidates=16",
+        "algo.lookahead_noise=0.3",
+        "algo.lookahead_particles=2",
+    )
+    moto = _moto(_config(data_cache, *overrides), tmp_path / "lookahead")
+    calls: list[dict[str, torch.Tensor]] = []
+    imagine = moto.agent.imagine
+
+    def recorded(start: LatentState, first_action=None, action_offset=None):
+        states, actions, rollout = imagine(start, first_action, action_offset)
+        calls.append(
+            {
+                "start": start.features,
+                "first": first_action,
+                "offset": action_offset,
+                "actions": actions,
+                "returns": rollout.returns[:, 0],
+            }
+        )
+        return states, actions, rollout
+
+    moto.agent.imagine = recorded
+    policy = moto.policy(explore=False)
+    env = moto.env_factory.make(seed=5)
+    obs, _ = env.reset(seed=5)
+    for _ in range(5):
+        action = policy.act(obs)
+        call = calls[-1]
+        # 16 candidates, 2 particles each, all from the filtered state.
+        assert call["first"].shape == (32, action.shape[0])
+        assert (call["start"] == call["start"][0]).all()
+        first, offset = call["first"][::2], call["offset"][::2]
+        assert torch.equal(call["first"][1::2], first)
+        # The actor's own action is candidate 0 (offset 0); the others add their offset to it
+        # and to every later imagined action, all inside the action box.
+        proposal = moto.agent.actor.mode(call["start"][:1])[0]
+        torch.testing.assert_close(first[0], proposal)
+        assert torch.equal(offset[0], torch.zeros_like(offset[0])) and (offset[1:] != 0).all()
+        inside = first.abs() < 0.99
+        torch.testing.assert_close((first - proposal)[inside], offset[inside])
+        assert call["actions"].abs().max() < 1
+        returns = call["returns"].view(16, 2).mean(1)
+        np.testing.assert_allclose(action, first[returns.argmax()].numpy())
+        obs, *_ = env.step(action)
+    assert len(calls) == 5
+    # The search takes a candidate other than the actor's at some steps.
+    assert any(call["returns"].view(16, 2).mean(1).argmax() != 0 for call in calls)
+    with pytest.raises(Exception, match="lookahead_candidates must be 0 .* or >= 2; got 1"):
+        _moto(_config(data_cache, "algo.lookahead_candidates=1"), tmp_path / "one")
+    with pytest.raises(Exception, match="cannot be combined with algo.acting_polyak_rate"):
+        both = ("algo.lookahead_candidates=4", "algo.acting_polyak_rate=0.1")
+        _moto(_config(data_cache, *both), tmp_path / "both")
+
+
 @pytest.mark.parametrize("online_successes", [False, True])
 def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
     tmp_path, data_cache, online_successes

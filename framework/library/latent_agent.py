@@ -24,6 +24,7 @@ from framework.checkpoint import restore_optimiser
 from framework.errors import UserInputError
 from framework.interfaces import Encoder, UncertaintyEstimator
 from framework.library.actor_critic import (
+    ACTION_EDGE,
     BehaviourPrior,
     Critic,
     TanhGaussianActor,
@@ -291,20 +292,29 @@ class LatentAgent(nn.Module):
         return float(nll.detach())
 
     def imagine(
-        self, start: LatentState, first_action: torch.Tensor | None = None
+        self,
+        start: LatentState,
+        first_action: torch.Tensor | None = None,
+        action_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, Rollout]:
         """Roll the actor ``horizon`` steps from ``start`` through the model (world model frozen,
         gradients reaching the actor through its actions). Returns the states ``s_0..s_H``
         ``(B, H+1, F)``, the actions ``a_0..a_{H-1}`` ``(B, H, A)`` and the scored rollout.
         ``first_action`` ``(B, A)``, if given, is taken at ``start`` instead of the actor's (to
-        probe how the returns depend on it)."""
+        probe how the returns depend on it). ``action_offset`` ``(B, A)``, if given, is added
+        to each action the actor takes, kept inside the action box (a persistent perturbation,
+        for :class:`~framework.library.lookahead.ImaginedLookahead`)."""
         settings = self.imagination
         steps = iter(range(settings.horizon))
+        edge = 1.0 - ACTION_EDGE
 
         def policy(features: torch.Tensor) -> torch.Tensor:
             if next(steps) == 0 and first_action is not None:
                 return first_action
-            return self.actor.sample(features).action
+            action = self.actor.sample(features).action
+            if action_offset is None:
+                return action
+            return (action + action_offset).clamp(-edge, edge)
 
         with frozen(self.world_model):
             rollout = self.world_model.rssm.imagine(start, policy, settings.horizon)

@@ -31,6 +31,7 @@ from framework.interfaces import Algorithm, Policy, RunContext
 from framework.library.imagination_video import open_loop_frames
 from framework.library.latent_agent import batch_to_tensors, build_latent_agent
 from framework.library.latent_policy import LatentPolicy
+from framework.library.lookahead import ImaginedLookahead
 from framework.library.observed_env import observed_env
 from framework.phases import (
     CHECKPOINT,
@@ -63,10 +64,18 @@ class ActingSettings:
     what fine-tuning learns on the hard tasks; figures in docs/moto.md.
     ``acting_polyak_doubling_episodes``: when positive, the rate doubles every this many online
     episodes until it reaches 1 (acting with the live weights), so that the average guards the
-    switch to online data and then stops lagging; 0 keeps the rate fixed."""
+    switch to online data and then stops lagging; 0 keeps the rate fixed.
+    ``lookahead_candidates``: when 2 or more, every action is chosen among this many
+    candidates around the actor's by the imagined returns
+    (:class:`~framework.library.lookahead.ImaginedLookahead`, spread ``lookahead_noise``,
+    ``lookahead_particles`` rollouts each);
+    0 acts with the actor alone, as the paper does."""
 
     acting_polyak_rate: float = 0.0
     acting_polyak_doubling_episodes: float = 0.0
+    lookahead_candidates: int = 0
+    lookahead_noise: float = 0.1
+    lookahead_particles: int = 1
 
     def rate_after(self, online_episodes: int) -> float:
         """The averaging rate once ``online_episodes`` online episodes are stored."""
@@ -127,6 +136,26 @@ class LatentOfflineToOnline(Algorithm):
                 "algo.acting_polyak_doubling_episodes must be >= 0 (0: a fixed rate); got "
                 f"{self.acting_settings.acting_polyak_doubling_episodes}"
             )
+        lookahead = self.acting_settings.lookahead_candidates
+        if lookahead == 1 or lookahead < 0:
+            raise UserInputError(
+                f"algo.lookahead_candidates must be 0 (act with the actor) or >= 2; got {lookahead}"
+            )
+        if lookahead and rate > 0:
+            raise UserInputError(
+                "algo.lookahead_candidates scores candidates with the live model; it cannot be "
+                "combined with algo.acting_polyak_rate > 0 (set one of them to 0)"
+            )
+        self.lookahead = (
+            ImaginedLookahead(
+                self.agent,
+                lookahead,
+                self.acting_settings.lookahead_noise,
+                self.acting_settings.lookahead_particles,
+            )
+            if lookahead
+            else None
+        )
         self._live = nn.ModuleDict(
             {"world_model": self.agent.world_model, "actor": self.agent.actor}
         )
@@ -170,6 +199,7 @@ class LatentOfflineToOnline(Algorithm):
             self.obs_key.removeprefix("obs."),
             explore,
             self.context.device,
+            self.lookahead,
         )
 
     def _offline_replay(self) -> tuple[SequenceReplay, Episode]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ class LatentPolicy(Policy):
     posterior mean and act with the actor's mode, deterministically. The state carries over
     between :meth:`act` calls and is cleared by :meth:`reset`. ``actor`` may also be a
     behaviour prior, acting greedily only (a diagnostic: what the regulariser pulls toward).
+    ``lookahead``, if given, replaces the actor's action by its choice at the filtered state
+    (:class:`~framework.library.lookahead.ImaginedLookahead`).
     """
 
     def __init__(
@@ -30,11 +32,13 @@ class LatentPolicy(Policy):
         obs_key: str,
         explore: bool,
         device: torch.device,
+        lookahead: Callable[[LatentState, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if explore and not isinstance(actor, TanhGaussianActor):
             raise ValueError("only the actor explores; a behaviour prior acts with explore=False")
         self.world_model, self.actor = world_model, actor
         self.obs_key, self.explore, self.device = obs_key, explore, device
+        self.lookahead = lookahead
         self._state: LatentState | None = None
         self._action = torch.zeros(1, actor.action_dim, device=device)
 
@@ -53,5 +57,7 @@ class LatentPolicy(Policy):
         )
         features = self._state.features
         action = self.actor.sample(features).action if self.explore else self.actor.mode(features)
+        if self.lookahead is not None:
+            action = self.lookahead(self._state, action)
         self._action = action
         return action.squeeze(0).cpu().numpy().astype(np.float32)
