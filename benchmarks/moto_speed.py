@@ -1,7 +1,9 @@
 """MOTO's learner speed on this machine: (a) full agent updates per second (world model ELBO +
 behaviour prior + actor-critic on H=15 imagined steps from every posterior state) and world-model
 updates alone (ELBO, one clipped Adam step) on sequence batches of 16×50, from states (39-d,
-MetaWorld's size) and from 64×64 pixels; (b) imagined steps per second; (c) the latent transition
+MetaWorld's size) and from 64×64 pixels; (b) imagined steps per second, and env steps acted per
+second (filtering one observation, then the actor's action, or the lookahead's choice among
+`--lookahead-candidates` offsets, `algo.lookahead_candidates`); (c) the latent transition
 ensemble of 7 heads as one batched network (mbrl-lib's ensemble layers) against a plain Python
 loop over 7 separate MLPs, forward and backward on 1, 16 and 800 (state, action) pairs (800: a
 batch's states). Default sizes (`world_model=rssm`, `dynamics=latent_ensemble`).
@@ -30,7 +32,9 @@ from framework.library.latent_agent import (
     OptimiserSettings,
     build_world_model,
 )
+from framework.library.latent_policy import LatentPolicy
 from framework.library.layers import mlp
+from framework.library.lookahead import ImaginedLookahead
 from framework.library.rssm import LatentEnsembleHeads
 from framework.library.uncertainty import EnsembleDisagreement
 
@@ -108,10 +112,22 @@ def update_speed(obs_shape: tuple[int, ...], args: argparse.Namespace) -> dict[s
 
     rollouts = timed(imagine, args.seconds)
     horizon = learner.imagination.horizon
+    obs = data["obs"][0, 0].cpu().numpy()
+    acting = {}
+    for name, lookahead in (
+        ("acting_steps_per_s", None),
+        (
+            "lookahead_acting_steps_per_s",
+            ImaginedLookahead(learner, args.lookahead_candidates, 0.1, 1),
+        ),
+    ):
+        policy = LatentPolicy(learner.world_model, learner.actor, "", False, args.device, lookahead)
+        acting[name] = timed(lambda policy=policy: policy.act(obs), args.seconds)
     return {
         "updates_per_s": updates,
         "world_model_updates_per_s": model_updates,
         "imagined_steps_per_s": rollouts * len(start.deter) * horizon,
+        **acting,
     }
 
 
@@ -179,6 +195,7 @@ def main() -> None:
         default=list(OBS_SHAPES),
         help="observations to time the agent on (none: the heads only)",
     )
+    parser.add_argument("--lookahead-candidates", type=int, default=16)
     parser.add_argument("--device", type=torch.device, default=torch.device("cpu"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_speed.json"))
     args = parser.parse_args()
@@ -204,6 +221,9 @@ def main() -> None:
         model_rate = results[obs]["world_model_updates_per_s"]
         print(f"{obs + ': world-model updates / s':<44}{model_rate:>12.2f}")
         print(f"{obs + ': imagined steps / s':<44}{results[obs]['imagined_steps_per_s']:>12.0f}")
+        print(f"{obs + ': acted steps / s, actor':<44}{results[obs]['acting_steps_per_s']:>12.1f}")
+        label = f"{obs}: acted steps / s, lookahead {args.lookahead_candidates}"
+        print(f"{label:<44}{results[obs]['lookahead_acting_steps_per_s']:>12.1f}")
     for rows, heads in results["ensemble_heads"].items():
         label = f"7 heads on {rows} states, fwd+bwd / s"
         print(f"{label + ': vectorised':<44}{heads['vectorised_per_s']:>12.1f}")
