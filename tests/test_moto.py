@@ -15,7 +15,7 @@ from PIL import Image
 
 from framework.compose import compose_config
 from framework.data import DatasetWriter
-from framework.errors import TerminationRequested
+from framework.errors import TerminationRequested, UserInputError
 from framework.library.actor_critic import (
     BehaviourPrior,
     Critic,
@@ -309,9 +309,14 @@ def test_the_lookahead_acts_with_the_candidate_whose_imagined_return_is_highest(
     assert len(calls) == 5
     # The search takes a candidate other than the actor's at some steps.
     assert any(call["returns"].view(16, 2).mean(1).argmax() != 0 for call in calls)
-    with pytest.raises(Exception, match="lookahead_candidates must be 0 .* or >= 2; got 1"):
-        _moto(_config(data_cache, "algo.lookahead_candidates=1"), tmp_path / "one")
-    with pytest.raises(Exception, match="cannot be combined with algo.acting_polyak_rate"):
+    for bad, message in (
+        ("algo.lookahead_candidates=1", "algo.lookahead_candidates must be >= 2 .*; got 1"),
+        ("algo.lookahead_noise=0", "algo.lookahead_noise must be > 0 .*; got 0"),
+        ("algo.lookahead_particles=0", "algo.lookahead_particles must be >= 1 .*; got 0"),
+    ):
+        with pytest.raises(UserInputError, match=message):
+            _moto(_config(data_cache, *overrides, bad), tmp_path / "bad")
+    with pytest.raises(UserInputError, match="cannot be combined with algo.acting_polyak_rate"):
         both = ("algo.lookahead_candidates=4", "algo.acting_polyak_rate=0.1")
         _moto(_config(data_cache, *both), tmp_path / "both")
 

@@ -136,26 +136,7 @@ class LatentOfflineToOnline(Algorithm):
                 "algo.acting_polyak_doubling_episodes must be >= 0 (0: a fixed rate); got "
                 f"{self.acting_settings.acting_polyak_doubling_episodes}"
             )
-        lookahead = self.acting_settings.lookahead_candidates
-        if lookahead == 1 or lookahead < 0:
-            raise UserInputError(
-                f"algo.lookahead_candidates must be 0 (act with the actor) or >= 2; got {lookahead}"
-            )
-        if lookahead and rate > 0:
-            raise UserInputError(
-                "algo.lookahead_candidates scores candidates with the live model; it cannot be "
-                "combined with algo.acting_polyak_rate > 0 (set one of them to 0)"
-            )
-        self.lookahead = (
-            ImaginedLookahead(
-                self.agent,
-                lookahead,
-                self.acting_settings.lookahead_noise,
-                self.acting_settings.lookahead_particles,
-            )
-            if lookahead
-            else None
-        )
+        self.lookahead = self._lookahead(rate)
         self._live = nn.ModuleDict(
             {"world_model": self.agent.world_model, "actor": self.agent.actor}
         )
@@ -166,6 +147,28 @@ class LatentOfflineToOnline(Algorithm):
             if rate > 0
             else None
         )
+
+    def _lookahead(self, acting_polyak_rate: float) -> ImaginedLookahead | None:
+        """The acting lookahead the settings ask for (``lookahead_candidates`` 0: none)."""
+        settings = self.acting_settings
+        if settings.lookahead_candidates == 0:
+            return None
+        if acting_polyak_rate > 0:
+            raise UserInputError(
+                "algo.lookahead_candidates scores candidates with the live model; it cannot be "
+                "combined with algo.acting_polyak_rate > 0 (set one of them to 0)"
+            )
+        try:
+            return ImaginedLookahead(
+                self.agent,
+                settings.lookahead_candidates,
+                settings.lookahead_noise,
+                settings.lookahead_particles,
+            )
+        except ValueError as error:
+            raise UserInputError(
+                f"algo.lookahead_{error}. algo.lookahead_candidates=0 acts with the actor alone."
+            ) from None
 
     # The SequenceLearner protocol (framework.phases).
     def train_step(self, batch: Mapping[str, np.ndarray], phase: str) -> dict[str, float]:

@@ -29,11 +29,11 @@ class ImaginedLookahead:
 
     def __init__(self, agent: LatentAgent, candidates: int, noise: float, particles: int) -> None:
         if candidates < 2:
-            raise ValueError(f"a lookahead compares >= 2 candidate actions; got {candidates}")
+            raise ValueError(f"candidates must be >= 2 (the actor's and others); got {candidates}")
         if noise <= 0:
-            raise ValueError(f"the lookahead's noise is a standard deviation > 0; got {noise}")
+            raise ValueError(f"noise must be > 0 (the offsets' standard deviation); got {noise}")
         if particles < 1:
-            raise ValueError(f"the lookahead needs >= 1 particle per candidate; got {particles}")
+            raise ValueError(f"particles must be >= 1 (rollouts per candidate); got {particles}")
         self.agent, self.candidates, self.noise = agent, candidates, noise
         self.particles = particles
 
