@@ -47,15 +47,17 @@ class ImaginedLookahead:
                 f"{tuple(state.deter.shape)} and proposal {tuple(proposal.shape)}"
             )
         edge = 1.0 - ACTION_EDGE
-        offsets = self.noise * torch.randn(self.candidates, proposal.shape[1])
+        offsets = self.noise * torch.randn(
+            self.candidates, proposal.shape[1], device=proposal.device
+        )
         offsets[0] = 0.0
-        first = (proposal + offsets.to(proposal.device)).clamp(-edge, edge)
+        first = (proposal + offsets).clamp(-edge, edge)
         rows = self.candidates * self.particles
         start = LatentState(state.deter.expand(rows, -1), state.stoch.expand(rows, -1))
         _, _, scored = self.agent.imagine(
             start,
             first_action=first.repeat_interleave(self.particles, 0),
-            action_offset=offsets.to(proposal.device).repeat_interleave(self.particles, 0),
+            action_offset=offsets.repeat_interleave(self.particles, 0),
         )
         returns = scored.returns[:, 0].view(self.candidates, self.particles).mean(1)
         return first[returns.argmax()].unsqueeze(0)
