@@ -136,7 +136,7 @@ class LatentOfflineToOnline(Algorithm):
                 "algo.acting_polyak_doubling_episodes must be >= 0 (0: a fixed rate); got "
                 f"{self.acting_settings.acting_polyak_doubling_episodes}"
             )
-        self.lookahead = self._lookahead(rate)
+        self.lookahead = self._lookahead()
         self._live = nn.ModuleDict(
             {"world_model": self.agent.world_model, "actor": self.agent.actor}
         )
@@ -148,12 +148,12 @@ class LatentOfflineToOnline(Algorithm):
             else None
         )
 
-    def _lookahead(self, acting_polyak_rate: float) -> ImaginedLookahead | None:
+    def _lookahead(self) -> ImaginedLookahead | None:
         """The acting lookahead the settings ask for (``lookahead_candidates`` 0: none)."""
         settings = self.acting_settings
         if settings.lookahead_candidates == 0:
             return None
-        if acting_polyak_rate > 0:
+        if settings.acting_polyak_rate > 0:
             raise UserInputError(
                 "algo.lookahead_candidates scores candidates with the live model; it cannot be "
                 "combined with algo.acting_polyak_rate > 0 (set one of them to 0)"
