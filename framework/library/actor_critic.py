@@ -21,6 +21,11 @@ from framework.library.layers import mlp
 ACTION_EDGE = 1e-5
 
 
+def inside_action_box(actions: torch.Tensor) -> torch.Tensor:
+    """``actions`` clamped to ``±(1 − ACTION_EDGE)``: inside the tanh policy's support."""
+    return actions.clamp(-1.0 + ACTION_EDGE, 1.0 - ACTION_EDGE)
+
+
 @dataclass
 class ActionSample:
     """A reparameterised action and its log-density under the policy that drew it.
@@ -101,8 +106,7 @@ class TanhGaussianActor(_GaussianHead):
     def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a|s)`` ``(...,)`` of given actions ``(..., action_dim)`` (e.g. dataset
         actions), clamped to ``±(1 − ACTION_EDGE)`` first so that ``atanh`` stays finite."""
-        edge = 1.0 - ACTION_EDGE
-        return self.distribution(features).log_prob(actions.clamp(-edge, edge))
+        return self.distribution(features).log_prob(inside_action_box(actions))
 
     def entropy(self, features: torch.Tensor, samples: int = 1) -> torch.Tensor:
         """Monte Carlo entropy ``H[π(·|s)] ≈ −(1/K) Σ_k log π(a_k|s)``, ``(...,)`` nats.

@@ -24,12 +24,12 @@ from framework.checkpoint import restore_optimiser
 from framework.errors import UserInputError
 from framework.interfaces import Encoder, UncertaintyEstimator
 from framework.library.actor_critic import (
-    ACTION_EDGE,
     BehaviourPrior,
     Critic,
     TanhGaussianActor,
     actor_loss,
     critic_loss,
+    inside_action_box,
     reinforce_objective,
 )
 from framework.library.normaliser import ObservationNormaliser
@@ -306,7 +306,6 @@ class LatentAgent(nn.Module):
         for :class:`~framework.library.lookahead.ImaginedLookahead`)."""
         settings = self.imagination
         steps = iter(range(settings.horizon))
-        edge = 1.0 - ACTION_EDGE
 
         def policy(features: torch.Tensor) -> torch.Tensor:
             if next(steps) == 0 and first_action is not None:
@@ -314,7 +313,7 @@ class LatentAgent(nn.Module):
             action = self.actor.sample(features).action
             if action_offset is None:
                 return action
-            return (action + action_offset).clamp(-edge, edge)
+            return inside_action_box(action + action_offset)
 
         with frozen(self.world_model):
             rollout = self.world_model.rssm.imagine(start, policy, settings.horizon)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from framework.library.actor_critic import ACTION_EDGE
+from framework.library.actor_critic import inside_action_box
 from framework.library.latent_agent import LatentAgent
 from framework.library.rssm import LatentState
 
@@ -46,12 +46,11 @@ class ImaginedLookahead:
                 f"the lookahead acts in one env: expected batch 1, got state "
                 f"{tuple(state.deter.shape)} and proposal {tuple(proposal.shape)}"
             )
-        edge = 1.0 - ACTION_EDGE
         offsets = self.noise * torch.randn(
             self.candidates, proposal.shape[1], device=proposal.device
         )
         offsets[0] = 0.0
-        first = (proposal + offsets).clamp(-edge, edge)
+        first = inside_action_box(proposal + offsets)
         rows = self.candidates * self.particles
         start = LatentState(state.deter.expand(rows, -1), state.stoch.expand(rows, -1))
         _, _, scored = self.agent.imagine(
