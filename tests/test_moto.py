@@ -321,6 +321,20 @@ def test_the_lookahead_acts_with_the_candidate_whose_imagined_return_is_highest(
         _moto(_config(data_cache, *both), tmp_path / "both")
 
 
+def test_the_lookahead_can_collect_the_online_episodes_alone(tmp_path, data_cache):
+    overrides = ("algo.lookahead_candidates=8", "algo.lookahead_evaluates=false")
+    moto = _moto(_config(data_cache, *overrides), tmp_path / "explore_only")
+    exploring, greedy = moto.policy(explore=True), moto.policy(explore=False)
+    assert exploring.lookahead is moto.lookahead is not None
+    assert greedy.lookahead is None
+    # Evaluation acts with the actor's mode, as without a lookahead.
+    env = moto.env_factory.make(seed=5)
+    obs, _ = env.reset(seed=5)
+    action = greedy.act(obs)
+    proposal = moto.agent.actor.mode(greedy._state.features)[0]
+    np.testing.assert_allclose(action, proposal.detach().numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("online_successes", [False, True])
 def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
     tmp_path, data_cache, online_successes
