@@ -6,8 +6,9 @@ apart: the mean ``|decoded − real|`` of the hand (MetaWorld v3 state ``obs[0:3
 first object (``obs[4:7]``) along x, y, z, and the mean and median error of the hand-to-object
 vector in the plane, over the steps with the hand within ``--near`` metres of the object there.
 
-A grasp misses by a few centimetres (docs/moto.md, "Where box-close fails"); a latent state that
-holds the hand-to-object vector less precisely than that cannot tell the actor where to close.
+A grasp misses by a few centimetres (docs/moto_experiments.md, "Where box-close fails"); a latent
+state that holds the hand-to-object vector less precisely than that cannot tell the actor where
+to close.
 
     python benchmarks/moto_posterior_precision.py runs/box-close_online ... [--offline] \\
         [--near 0.1] [--episodes 20]

@@ -10,9 +10,10 @@ states (filtered as training filters them) of ``max_i |actor mode − prior mode
 episode's first K steps (``--early-steps``, default 32) and over the rest. With
 ``--prior-first`` a third policy is scored: the prior for each episode's first K steps, then the
 actor. Its success near the prior's says the actor fails early in episodes, on states that
-windows inside one episode rarely show it (``algo.cross_episode_windows``, docs/moto.md).
-Last, the mean std of the actor's and the prior's action distributions on those states: an
-actor at its floor explores almost only through the sampled latent state.
+windows inside one episode rarely show it (``algo.cross_episode_windows``,
+docs/moto_experiments.md). Last, the mean std of the actor's and the prior's action
+distributions on those states: an actor at its floor explores almost only through the sampled
+latent state.
 
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
         [--episodes 10] [--early-steps 32] [--prior-first]   # prints a table, writes

@@ -61,7 +61,7 @@ class ActingSettings:
     Polyak average of the world model and the actor, moved toward the live weights at this rate
     after every update; 0 acts with the live weights, as the paper does. A slow average (0.002)
     kept the easy tasks' pre-trained behaviour through the switch to online data and lagged
-    what fine-tuning learns on the hard tasks; figures in docs/moto.md.
+    what fine-tuning learns on the hard tasks; figures in docs/moto_experiments.md.
     ``acting_polyak_doubling_episodes``: when positive, the rate doubles every this many online
     episodes until it reaches 1 (acting with the live weights), so that the average guards the
     switch to online data and then stops lagging; 0 keeps the rate fixed.
