@@ -32,7 +32,7 @@ import torch
 
 from framework.evaluation import evaluate
 from framework.library.actor_critic import BehaviourPrior, TanhGaussianActor
-from framework.library.latent_agent import episode_features
+from framework.library.latent_agent import episode_policy_inputs
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
 from framework.library.rssm import WorldModel
@@ -52,8 +52,9 @@ class PriorFirstPolicy(LatentPolicy):
         obs_key: str,
         steps: int,
         device: torch.device,
+        reads_observation: bool,
     ) -> None:
-        super().__init__(world_model, actor, obs_key, False, device)
+        super().__init__(world_model, actor, obs_key, False, device, None, reads_observation)
         self.heads, self.steps, self._step = (prior, actor), steps, 0
 
     def reset(self) -> None:
@@ -68,13 +69,13 @@ class PriorFirstPolicy(LatentPolicy):
 
 @torch.no_grad()
 def offline_features(algorithm: LatentOfflineToOnline) -> list[torch.Tensor]:
-    """Each offline episode's features ``(T, F)``, filtered as training filters them (the
-    posterior sampled, from a fixed seed)."""
+    """Each offline episode's actor inputs ``(T, ·)`` as the prior is fitted on them: features
+    filtered as training filters them (the posterior sampled, from a fixed seed), or the
+    normalised observations (``algo.policy_input=observation``)."""
     torch.manual_seed(0)
+    agent, key, device = algorithm.agent, algorithm.obs_key, algorithm.context.device
     return [
-        episode_features(
-            algorithm.agent.world_model, [episode], algorithm.obs_key, algorithm.context.device
-        )[0]
+        episode_policy_inputs(agent, [episode], key, device)[0]
         for episode in algorithm.observed.offline_episodes(algorithm.data_settings)
     ]
 
@@ -120,13 +121,14 @@ def actor_and_prior(
     cfg = algorithm.context.cfg
     agent, obs_key = algorithm.agent, algorithm.obs_key.removeprefix("obs.")
     device = algorithm.context.device
+    reads = agent.policy_reads_observation
     policies = {
-        name: LatentPolicy(agent.world_model, head, obs_key, False, device)
+        name: LatentPolicy(agent.world_model, head, obs_key, False, device, None, reads)
         for name, head in (("actor", agent.actor), ("prior", agent.prior))
     }
     if prior_first:
         policies["prior_first"] = PriorFirstPolicy(
-            agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device
+            agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device, reads
         )
     features = offline_features(algorithm)
     results: dict[str, dict[str, float]] = {

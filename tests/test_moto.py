@@ -29,6 +29,7 @@ from framework.library.latent_agent import (
     OptimiserSettings,
     build_world_model,
     episode_features,
+    episode_policy_inputs,
 )
 from framework.library.returns import replay_lambda_returns
 from framework.library.rssm import LatentEnsembleHeads, LatentState
@@ -400,7 +401,9 @@ def test_fine_tuning_schedule_scales_alpha_and_beta_from_the_offline_values(tmp_
 # ------------------------------------------------------------ penalty and regulariser
 
 
-def _agent(alpha: float, beta: float, horizon: int = 4) -> LatentAgent:
+def _agent(
+    alpha: float, beta: float, horizon: int = 4, policy_input: str = "latent"
+) -> LatentAgent:
     torch.manual_seed(0)
     heads = LatentEnsembleHeads(8, 2, 4, ensemble_size=5, hidden_dim=16)
     world_model = build_world_model(
@@ -415,13 +418,15 @@ def _agent(alpha: float, beta: float, horizon: int = 4) -> LatentAgent:
         reward_hidden_dim=16,
     )
     features = world_model.rssm.feature_dim
+    policy_dim = 3 if policy_input == "observation" else features
+    settings = ImaginationSettings(horizon, 1.0, 1.0, alpha, beta, policy_input=policy_input)
     return LatentAgent(
         world_model,
-        TanhGaussianActor(features, 2, hidden_dim=16),
+        TanhGaussianActor(policy_dim, 2, hidden_dim=16),
         Critic(features, hidden_dim=16),
         EnsembleDisagreement(),
-        BehaviourPrior(features, 2, hidden_dim=16),
-        ImaginationSettings(horizon=horizon, gamma=1.0, lam=1.0, alpha=alpha, beta=beta),
+        BehaviourPrior(policy_dim, 2, hidden_dim=16),
+        settings,
         OptimiserSettings(),
     )
 
@@ -537,6 +542,57 @@ def test_reinforce_scores_the_rollout_by_log_probs_without_differentiating_the_m
         )
 
 
+def test_an_observation_reading_actor_learns_in_imagination_from_decoded_states():
+    agent, start = _agent(alpha=1.0, beta=0.5, policy_input="observation"), _start()
+    assert agent.policy_reads_observation
+    torch.manual_seed(3)
+    loss, value_loss, metrics = agent.actor_critic_losses(start)
+    torch.manual_seed(3)
+    states, actions, _ = agent.imagine(start)
+    # The prior scores the actor's imagined actions at the decoded observations (O = 3)...
+    decoded = agent.world_model.decoder(states[:, :-1])
+    assert decoded.shape == (6, 4, 3)
+    expected = agent.prior.log_prob(decoded, actions).mean()
+    assert metrics["behaviour_log_prob"] == pytest.approx(float(expected.detach()))
+    # ...and the actor's loss trains the actor through the frozen model, never the model.
+    (loss + value_loss).backward()
+    assert agent.actor.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in agent.world_model.parameters())
+    with pytest.raises(ValueError, match="policy_input must be one of latent, observation"):
+        parts = (agent.world_model, agent.actor, agent.critic, agent.uncertainty, agent.prior)
+        settings = dataclasses.replace(agent.imagination, policy_input="pixels")
+        LatentAgent(*parts, settings, OptimiserSettings())
+
+
+def test_an_observation_reading_moto_fits_and_acts_on_the_normalised_observations(
+    tmp_path, data_cache
+):
+    moto = _moto(_config(data_cache, "phase=offline", "algo.policy_input=observation"), tmp_path)
+    moto.run()
+    agent, cpu = moto.agent, torch.device("cpu")
+    obs_dim = moto.observed.obs_shape[0]
+    assert agent.actor.net[0].in_features == agent.prior.net[0].in_features == obs_dim
+    # The prior's data: each offline observation an action was taken at, standardised.
+    inputs, actions = episode_policy_inputs(agent, moto.offline_episodes, moto.obs_key, cpu)
+    observations = np.concatenate([e[moto.obs_key][:-1] for e in moto.offline_episodes])
+    normaliser = agent.world_model.normaliser
+    expected = (observations - normaliser.mean.numpy()) / normaliser.std.numpy()
+    np.testing.assert_allclose(inputs.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert len(actions) == len(inputs)
+    # Acting: the actor's mode at the real observation, whatever the filtered latent state.
+    env, policy = moto.env_factory.make(seed=3), moto.policy(explore=False)
+    obs, _ = env.reset(seed=3)
+    for _ in range(3):
+        state = torch.as_tensor(obs).unsqueeze(0)
+        with torch.no_grad():
+            wanted = agent.actor.mode(agent.world_model.observation_target(state).float())
+        action = policy.act(obs)
+        np.testing.assert_allclose(action, wanted.squeeze(0).numpy(), rtol=1e-6)
+        obs, *_ = env.step(action)
+    with pytest.raises(UserInputError, match="policy_input observation reads vector"):
+        _moto(_config(data_cache, "encoder=conv", "algo.policy_input=observation"), tmp_path)
+
+
 def test_the_critic_replay_loss_regresses_values_onto_the_real_returns_only_when_weighted():
     torch.manual_seed(6)
     batch = {
@@ -647,11 +703,17 @@ POINT = [
 ]
 
 
-def test_moto_learns_the_point_task_from_ten_demonstrations(tmp_path, data_cache):
+@pytest.mark.parametrize("policy_input", ["latent", "observation"])
+def test_moto_learns_the_point_task_from_ten_demonstrations(tmp_path, data_cache, policy_input):
     """Sparse reward, 10 noisy scripted episodes: the untrained actor almost never reaches the
-    disc; after offline pre-training and 2 online episodes it nearly always does."""
+    disc; after offline pre-training and 2 online episodes it nearly always does, whether the
+    actor reads the latent state or the observation."""
     cfg = _config(
-        data_cache, *POINT, "algo.offline.updates=600", "algo.online.updates_per_episode=20"
+        data_cache,
+        *POINT,
+        "algo.offline.updates=600",
+        "algo.online.updates_per_episode=20",
+        f"algo.policy_input={policy_input}",
     )
     untrained = _moto(cfg, tmp_path / "untrained")
     before = untrained.env_factory  # evaluate the randomly initialised actor

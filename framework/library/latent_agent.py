@@ -70,6 +70,10 @@ class ImaginationSettings:
     actions (DreamerV2 for continuous actions, and the paper); ``reinforce`` uses the
     score-function estimate of :func:`~framework.library.actor_critic.reinforce_objective`
     (DreamerV3), which needs no derivative of the model; the β term stays pathwise.
+    ``policy_input`` what the actor and the behaviour prior read: ``latent``, the model state's
+    features (the paper); ``observation`` (vector observations only), the normalised
+    observation: the real one when acting and when fitting the prior, the world model's
+    decoding of the imagined state in imagination. The critic reads the features either way.
     """
 
     horizon: int = 15
@@ -82,9 +86,11 @@ class ImaginationSettings:
     start_states: int = 0
     replay_value_scale: float = 0.0
     actor_gradient: str = "dynamics"
+    policy_input: str = "latent"
 
 
 ACTOR_GRADIENTS = ("dynamics", "reinforce")
+POLICY_INPUTS = ("latent", "observation")
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,18 @@ class LatentAgent(nn.Module):
                 f"actor_gradient must be one of {', '.join(ACTOR_GRADIENTS)}; "
                 f"got {imagination.actor_gradient!r}"
             )
+        if imagination.policy_input not in POLICY_INPUTS:
+            raise ValueError(
+                f"policy_input must be one of {', '.join(POLICY_INPUTS)}; "
+                f"got {imagination.policy_input!r}"
+            )
+        if imagination.policy_input == "observation" and not isinstance(
+            world_model.decoder, MLPDecoder
+        ):
+            raise ValueError(
+                "policy_input observation reads vector observations (encoder=state); "
+                "pixel observations need policy_input latent"
+            )
         self.world_model, self.actor, self.critic, self.prior = world_model, actor, critic, prior
         self.uncertainty, self.imagination = uncertainty, imagination
         self.grad_clip = optimisers.grad_clip
@@ -226,6 +244,19 @@ class LatentAgent(nn.Module):
         }
         if prior is not None:
             self.optimisers["prior"] = torch.optim.Adam(prior.parameters(), optimisers.prior_lr)
+
+    @property
+    def policy_reads_observation(self) -> bool:
+        """Whether the actor and the prior read observations (``policy_input``) rather than
+        the model state's features."""
+        return self.imagination.policy_input == "observation"
+
+    def policy_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """What the actor and the prior read at model states ``features`` ``(..., F)``: the
+        features, or with :attr:`policy_reads_observation` their decoding into a normalised
+        observation ``(..., O)`` (differentiable in ``features``; freeze the world model to
+        keep its parameters out of a loss)."""
+        return self.world_model.decoder(features) if self.policy_reads_observation else features
 
     def _step(self, name: str, loss: torch.Tensor, module: nn.Module) -> float:
         """One clipped Adam step of ``module`` on ``loss``; returns the gradient norm."""
@@ -310,7 +341,7 @@ class LatentAgent(nn.Module):
         def policy(features: torch.Tensor) -> torch.Tensor:
             if next(steps) == 0 and first_action is not None:
                 return first_action
-            action = self.actor.sample(features).action
+            action = self.actor.sample(self.policy_inputs(features)).action
             if action_offset is None:
                 return action
             return inside_action_box(action + action_offset)
@@ -342,25 +373,28 @@ class LatentAgent(nn.Module):
         if settings.actor_gradient == "reinforce":
             with torch.no_grad():
                 states, actions, rollout = self.imagine(start)
-            acting_states = states[:, :-1]
+                acting_states = states[:, :-1]
+                inputs = self.policy_inputs(acting_states)
             objective = reinforce_objective(
-                self.actor.log_prob(acting_states, actions),
+                self.actor.log_prob(inputs, actions),
                 rollout.returns,
                 rollout.values,
             )
         else:
             states, actions, rollout = self.imagine(start)
             acting_states = states[:, :-1]
+            with frozen(self.world_model):
+                inputs = self.policy_inputs(acting_states)
             objective = rollout.returns
         if self.prior is not None and settings.beta > 0:
             if settings.actor_gradient == "reinforce":
                 # The regulariser's gradient stays pathwise: fresh actions at the same states.
-                actions = self.actor.sample(acting_states).action
+                actions = self.actor.sample(inputs).action
             with frozen(self.prior):
-                log_prob_behaviour = self.prior.log_prob(acting_states, actions)
+                log_prob_behaviour = self.prior.log_prob(inputs, actions)
         else:
             log_prob_behaviour = torch.zeros_like(rollout.returns)
-        entropy = self.actor.entropy(acting_states.detach())
+        entropy = self.actor.entropy(inputs.detach())
         loss = actor_loss(
             objective, log_prob_behaviour, entropy, settings.beta, settings.entropy_scale
         )
@@ -441,6 +475,24 @@ def episode_features(
     return torch.cat(features), torch.cat(actions)
 
 
+@torch.no_grad()
+def episode_policy_inputs(
+    agent: LatentAgent,
+    episodes: Sequence[Mapping[str, np.ndarray]],
+    obs_key: str,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the behaviour prior is fitted on: the actor's inputs ``(N, ·)`` at the N = ΣT
+    states of ``episodes`` an action was taken at, and those actions ``(N, A)``. The inputs are
+    :func:`episode_features`, or with :attr:`LatentAgent.policy_reads_observation` the
+    normalised observations as acting reads them."""
+    if not agent.policy_reads_observation:
+        return episode_features(agent.world_model, episodes, obs_key, device)
+    obs = torch.cat([torch.as_tensor(e[obs_key][:-1], device=device) for e in episodes])
+    actions = [torch.as_tensor(e["action"], dtype=torch.float32, device=device) for e in episodes]
+    return agent.world_model.observation_target(obs).float(), torch.cat(actions)
+
+
 def batch_to_tensors(
     batch: Mapping[str, np.ndarray], obs_key: str, device: torch.device
 ) -> dict[str, torch.Tensor]:
@@ -484,11 +536,12 @@ def build_latent_agent(
     except TypeError as error:
         raise UserInputError(f"world_model config: {error}") from None
     feature_dim = world_model.rssm.feature_dim
-    actor = TanhGaussianActor(feature_dim, action_dim, **cfg.algo.actor)
-    prior = BehaviourPrior(feature_dim, action_dim, **cfg.algo.actor) if with_prior else None
+    imagination = typed_settings(ImaginationSettings, cfg.algo, "algo")
+    policy_dim = obs_shape[0] if imagination.policy_input == "observation" else feature_dim
+    actor = TanhGaussianActor(policy_dim, action_dim, **cfg.algo.actor)
+    prior = BehaviourPrior(policy_dim, action_dim, **cfg.algo.actor) if with_prior else None
     critic = Critic(feature_dim, **cfg.algo.critic)
     uncertainty = registry.build("uncertainty", cfg.uncertainty)
-    imagination = typed_settings(ImaginationSettings, cfg.algo, "algo")
     optimisers = typed_settings(OptimiserSettings, cfg.algo.optim, "algo.optim")
     try:
         return LatentAgent(world_model, actor, critic, uncertainty, prior, imagination, optimisers)

@@ -209,6 +209,7 @@ class LatentOfflineToOnline(Algorithm):
             explore,
             self.context.device,
             self.lookahead if searches else None,
+            self.agent.policy_reads_observation,
         )
 
     def _offline_replay(self) -> tuple[SequenceReplay, Episode]:

@@ -22,7 +22,9 @@ class LatentPolicy(Policy):
     between :meth:`act` calls and is cleared by :meth:`reset`. ``actor`` may also be a
     behaviour prior, acting greedily only (a diagnostic: what the regulariser pulls toward).
     ``lookahead``, if given, replaces the actor's action by its choice at the filtered state
-    (:class:`~framework.library.lookahead.ImaginedLookahead`).
+    (:class:`~framework.library.lookahead.ImaginedLookahead`). ``reads_observation``: the actor
+    reads the normalised observation instead of the latent state's features (an agent with
+    ``policy_input`` observation); the state is still filtered, for the lookahead.
     """
 
     def __init__(
@@ -33,12 +35,13 @@ class LatentPolicy(Policy):
         explore: bool,
         device: torch.device,
         lookahead: Callable[[LatentState, torch.Tensor], torch.Tensor] | None = None,
+        reads_observation: bool = False,
     ) -> None:
         if explore and not isinstance(actor, TanhGaussianActor):
             raise ValueError("only the actor explores; a behaviour prior acts with explore=False")
         self.world_model, self.actor = world_model, actor
         self.obs_key, self.explore, self.device = obs_key, explore, device
-        self.lookahead = lookahead
+        self.lookahead, self.reads_observation = lookahead, reads_observation
         self._state: LatentState | None = None
         self._action = torch.zeros(1, actor.action_dim, device=device)
 
@@ -55,8 +58,12 @@ class LatentPolicy(Policy):
         self._state = self.world_model.rssm.observe_step(
             self._state, self._action, embed, sample=self.explore
         )
-        features = self._state.features
-        action = self.actor.sample(features).action if self.explore else self.actor.mode(features)
+        inputs = (
+            self.world_model.observation_target(obs_tensor).float()
+            if self.reads_observation
+            else self._state.features
+        )
+        action = self.actor.sample(inputs).action if self.explore else self.actor.mode(inputs)
         if self.lookahead is not None:
             action = self.lookahead(self._state, action)
         self._action = action

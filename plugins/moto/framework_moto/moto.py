@@ -21,7 +21,7 @@ import torch
 from framework.data import load_dataset
 from framework.data.format import MANIFEST, Episode, succeeded
 from framework.interfaces import RunContext
-from framework.library.latent_agent import ImaginationSettings, episode_features
+from framework.library.latent_agent import ImaginationSettings, episode_policy_inputs
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.phases import ONLINE_EPISODES
 from framework.typed_config import typed_settings
@@ -49,9 +49,10 @@ class FineTuneSchedule:
 @dataclass(frozen=True)
 class PriorSettings:
     """The behaviour prior's fit: with every agent update, ``steps_per_update``
-    maximum-likelihood steps on ``batch_size`` random offline steps each, at posterior features
-    recomputed by filtering every offline episode each ``refresh_every`` updates (the world
-    model under them keeps learning).
+    maximum-likelihood steps on ``batch_size`` random offline steps each, at the actor's inputs
+    there (:func:`~framework.library.latent_agent.episode_policy_inputs`: posterior features,
+    recomputed by filtering every offline episode each ``refresh_every`` updates since the
+    world model under them keeps learning; or the observations).
 
     Why not the update's own sequence batch: its 16 windows are a few stretches of a few
     episodes, and a prior fitted on them drifts off the demonstrations in closed loop
@@ -88,8 +89,8 @@ class MOTO(LatentOfflineToOnline):
         phases: it follows the world model's features; see :class:`PriorSettings`)."""
         metrics = super().train_step(batch, phase)
         if self._prior_data is None or self._prior_age >= self.prior_settings.refresh_every:
-            self._prior_data = episode_features(
-                self.agent.world_model,
+            self._prior_data = episode_policy_inputs(
+                self.agent,
                 self._prior_episodes(phase),
                 self.obs_key,
                 self.context.device,
