@@ -63,7 +63,7 @@ def filter_step(
         "stoch": state.stoch,
         "decoded": world_model.decoder(features),
         "embedding": embedding,
-        "observation": world_model.observation_target(obs).float(),
+        "observation": world_model.reconstruction_target(obs),
     }
     return state, inputs
 

@@ -254,9 +254,12 @@ class LatentAgent(nn.Module):
     def policy_inputs(self, features: torch.Tensor) -> torch.Tensor:
         """What the actor and the prior read at model states ``features`` ``(..., F)``: the
         features, or with :attr:`policy_reads_observation` their decoding into a normalised
-        observation ``(..., O)`` (differentiable in ``features``; freeze the world model to
-        keep its parameters out of a loss)."""
-        return self.world_model.decoder(features) if self.policy_reads_observation else features
+        observation ``(..., O)``, differentiable in ``features`` but not in the decoder's
+        parameters (a loss through it trains what lies before it only)."""
+        if not self.policy_reads_observation:
+            return features
+        with frozen(self.world_model.decoder):
+            return self.world_model.decoder(features)
 
     def _step(self, name: str, loss: torch.Tensor, module: nn.Module) -> float:
         """One clipped Adam step of ``module`` on ``loss``; returns the gradient norm."""
@@ -383,8 +386,7 @@ class LatentAgent(nn.Module):
         else:
             states, actions, rollout = self.imagine(start)
             acting_states = states[:, :-1]
-            with frozen(self.world_model):
-                inputs = self.policy_inputs(acting_states)
+            inputs = self.policy_inputs(acting_states)
             objective = rollout.returns
         if self.prior is not None and settings.beta > 0:
             if settings.actor_gradient == "reinforce":
@@ -490,7 +492,7 @@ def episode_policy_inputs(
         return episode_features(agent.world_model, episodes, obs_key, device)
     obs = torch.cat([torch.as_tensor(e[obs_key][:-1], device=device) for e in episodes])
     actions = [torch.as_tensor(e["action"], dtype=torch.float32, device=device) for e in episodes]
-    return agent.world_model.observation_target(obs).float(), torch.cat(actions)
+    return agent.world_model.reconstruction_target(obs), torch.cat(actions)
 
 
 def batch_to_tensors(

@@ -59,7 +59,7 @@ class LatentPolicy(Policy):
             self._state, self._action, embed, sample=self.explore
         )
         inputs = (
-            self.world_model.observation_target(obs_tensor).float()
+            self.world_model.reconstruction_target(obs_tensor)
             if self.reads_observation
             else self._state.features
         )

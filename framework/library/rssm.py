@@ -480,6 +480,11 @@ class WorldModel(nn.Module):
         """``obs`` as the encoder reads it and the decoder reconstructs it (normalised)."""
         return obs if self.normaliser is None else self.normaliser(obs)
 
+    def reconstruction_target(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw ``obs`` in the units the decoder reconstructs (normalised, float): what a decoded
+        latent state is compared with."""
+        return self.decoder.target(self.observation_target(obs))
+
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """The encoder's features ``(N, E)`` of raw observations ``(N, *obs_shape)``."""
         return self.encoder(self.observation_target(obs))
