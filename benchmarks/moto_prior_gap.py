@@ -7,17 +7,19 @@ with what the β-regulariser pulls it toward (the offline data's actions).
 
 It also measures where the two part on the offline data itself: the mean over the data's
 states (filtered as training filters them) of ``max_i |actor mode − prior mode|``, over each
-episode's first K steps (``--early-steps``, default 32) and over the rest. With
+episode's first K steps (``--early-steps``, default 32) and over the rest, and the same gap's
+mean per action dimension (MetaWorld: the hand's x, y, z moves and the gripper). With
 ``--prior-first`` a third policy is scored: the prior for each episode's first K steps, then the
 actor. Its success near the prior's says the actor fails early in episodes, on states that
 windows inside one episode rarely show it (``algo.cross_episode_windows``,
-docs/moto_experiments.md). Last, the mean std of the actor's and the prior's action
-distributions on those states: an actor at its floor explores almost only through the sampled
-latent state.
+docs/moto_experiments.md). With ``--prior-dimensions 0 1 3`` the actor is scored with those
+action dimensions taken from the prior: which of its dimensions cost it the success. Last, the
+mean std of the actor's and the prior's action distributions on those states: an actor at its
+floor explores almost only through the sampled latent state.
 
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
-        [--episodes 10] [--early-steps 32] [--prior-first]   # prints a table, writes
-                                                            # benchmarks/results/moto_prior_gap.json
+        [--episodes 10] [--early-steps 32] [--prior-first] [--prior-dimensions 0 1 3]
+    # prints a table, writes benchmarks/results/moto_prior_gap.json
 """
 
 from __future__ import annotations
@@ -67,6 +69,24 @@ class PriorFirstPolicy(LatentPolicy):
         return super().act(obs)
 
 
+class PriorDimensionsHead(torch.nn.Module):
+    """Greedy: the actor's mode with the action dimensions ``dimensions`` taken from the
+    behaviour prior's mode; acts in :class:`LatentPolicy` in place of a head."""
+
+    def __init__(
+        self, actor: TanhGaussianActor, prior: BehaviourPrior, dimensions: list[int]
+    ) -> None:
+        super().__init__()
+        self.actor, self.prior, self.dimensions = actor, prior, dimensions
+        self.action_dim = actor.action_dim
+
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., action_dim)``: the actor's mode, the chosen dimensions the prior's."""
+        action = self.actor.mode(features).clone()
+        action[..., self.dimensions] = self.prior.mode(features)[..., self.dimensions]
+        return action
+
+
 @torch.no_grad()
 def offline_features(algorithm: LatentOfflineToOnline) -> list[torch.Tensor]:
     """Each offline episode's actor inputs ``(T, ·)`` as the prior is fitted on them: features
@@ -83,16 +103,19 @@ def offline_features(algorithm: LatentOfflineToOnline) -> list[torch.Tensor]:
 @torch.no_grad()
 def mode_gap(
     algorithm: LatentOfflineToOnline, features: list[torch.Tensor], early_steps: int
-) -> dict[str, float]:
-    """Mean over the offline states ``features`` (per episode) of ``max_i |actor mode − prior
-    mode|``, over each episode's first ``early_steps`` steps (``early``) and the rest
-    (``later``)."""
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Over the offline states ``features`` (per episode), each episode's first ``early_steps``
+    steps (``early``) and the rest (``later``): the mean of ``max_i |actor mode − prior mode|``,
+    and the mean of ``|actor mode − prior mode|`` per action dimension ``i``."""
     agent, gaps = algorithm.agent, {"early": [], "later": []}
     for episode in features:
-        gap = (agent.actor.mode(episode) - agent.prior.mode(episode)).abs().amax(-1)
+        gap = (agent.actor.mode(episode) - agent.prior.mode(episode)).abs()
         gaps["early"].append(gap[:early_steps])
         gaps["later"].append(gap[early_steps:])
-    return {part: float(torch.cat(values).mean()) for part, values in gaps.items()}
+    gaps = {part: torch.cat(values) for part, values in gaps.items()}
+    largest = {part: float(gap.amax(-1).mean()) for part, gap in gaps.items()}
+    per_dimension = {part: gap.mean(0).tolist() for part, gap in gaps.items()}
+    return largest, per_dimension
 
 
 @torch.no_grad()
@@ -110,11 +133,16 @@ def action_spread(
 
 
 def actor_and_prior(
-    run_dir: Path, episodes: int, early_steps: int, prior_first: bool
-) -> dict[str, dict[str, float]]:
+    run_dir: Path,
+    episodes: int,
+    early_steps: int,
+    prior_first: bool,
+    prior_dimensions: list[int],
+) -> dict[str, dict]:
     """Success rate and mean return of the actor and of the behaviour prior in ``run_dir``'s
     checkpoint, over ``episodes`` evaluation episodes, with ``prior_first`` also of
-    :class:`PriorFirstPolicy` for ``early_steps`` steps; and their :func:`mode_gap`."""
+    :class:`PriorFirstPolicy` for ``early_steps`` steps, with ``prior_dimensions`` also of
+    :class:`PriorDimensionsHead` on those dimensions; and their :func:`mode_gap`."""
     algorithm = load_trained(run_dir)
     if not isinstance(algorithm, LatentOfflineToOnline) or algorithm.agent.prior is None:
         raise SystemExit(f"{run_dir}: not a run of an algorithm with a behaviour prior")
@@ -130,9 +158,16 @@ def actor_and_prior(
         policies["prior_first"] = PriorFirstPolicy(
             agent.world_model, agent.actor, agent.prior, obs_key, early_steps, device, reads
         )
+    if prior_dimensions:
+        head = PriorDimensionsHead(agent.actor, agent.prior, prior_dimensions)
+        policies["prior_dims"] = LatentPolicy(
+            agent.world_model, head, obs_key, False, device, None, reads
+        )
     features = offline_features(algorithm)
-    results: dict[str, dict[str, float]] = {
-        "mode_gap": mode_gap(algorithm, features, early_steps),
+    largest_gap, gap_per_dimension = mode_gap(algorithm, features, early_steps)
+    results: dict[str, dict] = {
+        "mode_gap": largest_gap,
+        "mode_gap_per_dimension": gap_per_dimension,
         "action_std": action_spread(algorithm, features),
     }
     for name, policy in policies.items():
@@ -149,22 +184,32 @@ def main() -> None:
     parser.add_argument(
         "--prior-first", action="store_true", help="also score: prior for K steps, then actor"
     )
+    parser.add_argument(
+        "--prior-dimensions",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also score: the actor with these action dimensions from the prior",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moto_prior_gap.json"))
     args = parser.parse_args()
     table = {}
     names = ["actor", "prior"] + (["prior_first"] if args.prior_first else [])
+    names += ["prior_dims"] if args.prior_dimensions else []
     header = [f"{name} {what}" for what in ("success", "return") for name in names]
     header += [f"gap first {args.early_steps}", "gap later", "actor std", "prior std"]
     print(f"{'run':<44}" + "".join(f"{title:>20}" for title in header))
     for run_dir in args.runs:
         row = table[str(run_dir)] = actor_and_prior(
-            run_dir, args.episodes, args.early_steps, args.prior_first
+            run_dir, args.episodes, args.early_steps, args.prior_first, args.prior_dimensions
         )
         successes = [f"{row[name]['success_rate']:>20.2f}" for name in names]
         returns = [f"{row[name]['mean_return']:>20.1f}" for name in names]
         gaps = [f"{row['mode_gap'][part]:>20.3f}" for part in ("early", "later")]
         gaps += [f"{row['action_std'][name]:>20.3f}" for name in ("actor", "prior")]
         print(f"{run_dir.name:<44}" + "".join(successes + returns + gaps), flush=True)
+        for part, gap in row["mode_gap_per_dimension"].items():
+            print(f"  mean gap per action dimension, {part}: " + " ".join(f"{g:.3f}" for g in gap))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"written: {args.out}")
