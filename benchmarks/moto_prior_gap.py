@@ -77,6 +77,11 @@ class PriorDimensionsHead(torch.nn.Module):
         self, actor: TanhGaussianActor, prior: BehaviourPrior, dimensions: list[int]
     ) -> None:
         super().__init__()
+        if not all(0 <= d < actor.action_dim for d in dimensions):
+            raise SystemExit(
+                f"--prior-dimensions {dimensions}: this agent's actions have dimensions "
+                f"0 to {actor.action_dim - 1}"
+            )
         self.actor, self.prior, self.dimensions = actor, prior, dimensions
         self.action_dim = actor.action_dim
 
