@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from framework.data.collect import collect
 from framework.data.format import load_dataset
@@ -165,14 +166,21 @@ def check(run_dir: Path, episodes: int, updates: int, unseen: int) -> dict[str, 
     }
     actions = torch.cat([torch.as_tensor(e["action"], dtype=torch.float32) for e in offline])
     heads = {"run's actor": ("features", agent.actor), "run's prior": ("features", agent.prior)}
-    for name in INPUTS:
+    for name in tqdm(INPUTS, desc=f"{run_dir.name}: cloning heads"):
         inputs = torch.cat([rows[name] for rows in seen])
         hidden = cfg.algo.actor.hidden_dim
         heads[name] = (name, cloned_head(inputs, actions, hidden, updates, cfg.seed))
+    bar = tqdm(total=len(heads) * episodes, desc=f"{run_dir.name}: scoring heads, episodes")
     for label, (name, head) in heads.items():
         policy = HeadOnInput(world_model, head, name, actions.shape[-1])
-        scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
-        results["cloned success"][label] = scores["success_rate"]
+        successes = 0.0
+        for index in range(episodes):
+            # One episode a call, for the bar; the same starts as one call of all of them.
+            seed = cfg.seed + EVAL_SEED_OFFSET + index
+            successes += evaluate(policy, algorithm.env_factory, 1, seed)["success_rate"]
+            bar.update()
+        results["cloned success"][label] = successes / episodes
+    bar.close()
     return results
 
 
