@@ -398,6 +398,42 @@ def test_fine_tuning_schedule_scales_alpha_and_beta_from_the_offline_values(tmp_
     assert moto.agent.imagination.horizon == cfg.algo.horizon  # the rest kept
 
 
+def test_fine_tuning_can_start_the_actor_at_the_prior_once(tmp_path, data_cache):
+    def pretrained(*overrides: str) -> MOTO:
+        moto = _moto(_config(data_cache, "algo.acting_polyak_rate=0.25", *overrides), tmp_path)
+        replay, _ = moto._offline_replay()
+        for _ in range(2):
+            moto.train_step(replay.sample(4), "offline")
+        return moto
+
+    def gap(moto: MOTO) -> float:
+        """The largest |actor mode − prior mean| over random inputs."""
+        agent = moto.agent
+        inputs = torch.randn(64, agent.actor.net[0].in_features)
+        with torch.no_grad():
+            prior_mean = agent.prior.distribution(inputs).mean
+            return float((agent.actor.mode(inputs) - prior_mean).abs().max())
+
+    paper = pretrained()
+    paper.on_online_episode(0)
+    assert gap(paper) > 1e-3
+    moto = pretrained("algo.online.actor_from_prior=true")
+    assert moto.agent.optimisers["actor"].state
+    moto.on_online_episode(0)
+    assert gap(moto) < 1e-6
+    assert not moto.agent.optimisers["actor"].state
+    # The acting average restarts at the copied weights.
+    assert moto.policy(explore=False).actor is moto.agent.actor
+    replay, _ = moto._offline_replay()
+    moto.train_step(replay.sample(4), "online")
+    averaged = moto.policy(explore=False).actor.state_dict()
+    for name, value in moto.agent.actor.state_dict().items():
+        torch.testing.assert_close(averaged[name], value)
+    # Later episodes leave the actor to fine-tuning.
+    moto.on_online_episode(1)
+    assert gap(moto) > 1e-6
+
+
 # ------------------------------------------------------------ penalty and regulariser
 
 
@@ -589,6 +625,7 @@ def test_an_observation_reading_moto_fits_and_acts_on_the_normalised_observation
         action = policy.act(obs)
         np.testing.assert_allclose(action, wanted.squeeze(0).numpy(), rtol=1e-6)
         obs, *_ = env.step(action)
+    assert policy._state is None  # no lookahead reads the latent state, so none is filtered
     with pytest.raises(UserInputError, match="policy_input observation reads vector"):
         _moto(_config(data_cache, "encoder=conv", "algo.policy_input=observation"), tmp_path)
 

@@ -325,6 +325,16 @@ class LatentAgent(nn.Module):
         self._step("prior", nll, self.prior)
         return float(nll.detach())
 
+    def start_actor_at_prior(self) -> None:
+        """Copy the behaviour prior's weights into the actor and clear the actor's optimiser
+        state. The two heads share their layout, and both act at ``tanh`` of the same mean
+        output, so the actor's mode becomes the prior's mean; its σ differs, since the actor
+        squashes the log-std into a wider range."""
+        if self.prior is None:
+            raise ValueError("this agent has no behaviour prior to start the actor at")
+        self.actor.net.load_state_dict(self.prior.net.state_dict())
+        self.optimisers["actor"].state.clear()
+
     def imagine(
         self,
         start: LatentState,

@@ -24,7 +24,7 @@ class LatentPolicy(Policy):
     ``lookahead``, if given, replaces the actor's action by its choice at the filtered state
     (:class:`~framework.library.lookahead.ImaginedLookahead`). ``reads_observation``: the actor
     reads the normalised observation instead of the latent state's features (an agent with
-    ``policy_input`` observation); the state is still filtered, for the lookahead.
+    ``policy_input`` observation); the state is then filtered only for a lookahead.
     """
 
     def __init__(
@@ -54,15 +54,15 @@ class LatentPolicy(Policy):
         if isinstance(obs, Mapping):
             obs = obs[self.obs_key]
         obs_tensor = torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0)
-        embed = self.world_model.embed(obs_tensor)
-        self._state = self.world_model.rssm.observe_step(
-            self._state, self._action, embed, sample=self.explore
-        )
-        inputs = (
-            self.world_model.reconstruction_target(obs_tensor)
-            if self.reads_observation
-            else self._state.features
-        )
+        if self.lookahead is not None or not self.reads_observation:
+            embed = self.world_model.embed(obs_tensor)
+            self._state = self.world_model.rssm.observe_step(
+                self._state, self._action, embed, sample=self.explore
+            )
+        if self.reads_observation:
+            inputs = self.world_model.reconstruction_target(obs_tensor)
+        else:
+            inputs = self._state.features
         action = self.actor.sample(inputs).action if self.explore else self.actor.mode(inputs)
         if self.lookahead is not None:
             action = self.lookahead(self._state, action)

@@ -31,11 +31,17 @@ from framework.typed_config import typed_settings
 class FineTuneSchedule:
     """The coefficients while fine-tuning. α: ``alpha_scale`` times the offline α. β:
     ``beta_scale`` times the offline β, annealed linearly to 0 over ``beta_anneal_episodes``
-    online episodes when that is positive (0: kept)."""
+    online episodes when that is positive (0: kept).
+
+    ``actor_from_prior``: fine-tuning starts the actor at the behaviour prior's weights (not
+    in the paper). After pre-training the actor acts within the data's action noise of the
+    prior, yet fails where the prior succeeds (docs/moto_experiments.md, "β = 10 in
+    pre-training…")."""
 
     alpha_scale: float = 1.0
     beta_scale: float = 1.0
     beta_anneal_episodes: int = 0
+    actor_from_prior: bool = False
 
     def settings_at(self, offline: ImaginationSettings, episode: int) -> ImaginationSettings:
         """The imagination settings once ``episode`` online episodes are stored, from the
@@ -118,5 +124,12 @@ class MOTO(LatentOfflineToOnline):
 
     def on_online_episode(self, episode: int) -> None:
         """Set α and β once ``episode`` online episodes are stored, by
-        :class:`FineTuneSchedule`."""
+        :class:`FineTuneSchedule`; before the first one, start the actor at the prior when
+        ``actor_from_prior``."""
         self.agent.imagination = self.schedule.settings_at(self.offline_imagination, episode)
+        if episode == 0 and self.schedule.actor_from_prior:
+            self.agent.start_actor_at_prior()
+            if self.acting is not None:
+                # AveragedModel copies the live weights at its next update when it has
+                # averaged none; until then the policy acts with the live ones.
+                self.acting.n_averaged.zero_()
