@@ -339,7 +339,11 @@ class PhaseRunner:
             metrics = self._update(replay, settings.batch_size, "offline")
             if index % settings.log_every == 0 or index == settings.updates - 1:
                 self.logger.log("offline", self.progress.updates, metrics)
-                bar.set_postfix(model=f"{metrics.get('model_total', float('nan')):.3g}")
+                # The world model's loss where there is one (latent agents), else the
+                # learner's first metric (BC's bc_nll, for instance).
+                shown = "model_total" if "model_total" in metrics else next(iter(metrics), None)
+                if shown is not None:
+                    bar.set_postfix({shown: f"{metrics[shown]:.3g}"})
             if (index + 1) % settings.checkpoint_every == 0 and index + 1 < settings.updates:
                 self.save()
             self._stop_if_asked()
