@@ -172,6 +172,7 @@ def test_missing_or_corrupt_init_checkpoint_fails_clearly(framework_cli, tmp_pat
         (["algo.alpha=0.5", "algo.beta=0.3", "algo.horizon=3"], {"algo.horizon": 3}),
         (["+algo=moto_no_uncertainty"], {"algo.alpha": 0.0, "algo.beta": 1.0}),
         (["+algo=moto_no_policy_reg"], {"algo.alpha": 1.0, "algo.beta": 0.0}),
+        (["+algo=moto_from_prior"], {"algo.policy_input": "observation"}),
         ([], {"algo.cross_episode_windows": True}),
         (["algo.cross_episode_windows=false"], {"algo.cross_episode_windows": False}),
     ],
@@ -366,18 +367,33 @@ def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
 
 @pytest.mark.parametrize("experiment", ["smoke", "small"])
 @pytest.mark.parametrize(
-    "ablation, coefficient", [("moto_no_uncertainty", "alpha"), ("moto_no_policy_reg", "beta")]
+    "variant, changed",
+    [
+        ("moto_no_uncertainty", {"algo.alpha": 0.0}),
+        ("moto_no_policy_reg", {"algo.beta": 0.0}),
+        (
+            "moto_from_prior",
+            {
+                "algo.policy_input": "observation",
+                "algo.prior.online_successes": True,
+                "algo.online.actor_from_prior": True,
+                "algo.online.beta_scale": 100.0,
+                "world_model.state_obs_std": 0.05,
+            },
+        ),
+    ],
 )
-def test_ablations_differ_from_moto_in_one_coefficient_under_every_preset(
-    experiment, ablation, coefficient
+def test_variants_differ_from_moto_only_in_their_settings_under_every_preset(
+    experiment, variant, changed
 ):
-    """Without its own ``preset/<ablation>_<experiment>.yaml`` an ablation would silently run at
+    """Without its own ``preset/<variant>_<experiment>.yaml`` a variant would silently run at
     the full default sizes beside MOTO's preset ones."""
     moto = compose_config(["+algo=moto", f"+experiment={experiment}"])
-    ablated = compose_config([f"+algo={ablation}", f"+experiment={experiment}"])
-    assert ablated.algo[coefficient] == 0.0 != moto.algo[coefficient]
-    ablated.algo[coefficient] = moto.algo[coefficient]
-    assert ablated == moto
+    varied = compose_config([f"+algo={variant}", f"+experiment={experiment}"])
+    for key, value in changed.items():
+        assert OmegaConf.select(varied, key) == value != OmegaConf.select(moto, key)
+        OmegaConf.update(varied, key, OmegaConf.select(moto, key))
+    assert varied == moto
 
 
 def test_fine_tuning_schedule_scales_alpha_and_beta_from_the_offline_values(tmp_path, data_cache):
