@@ -99,10 +99,10 @@ def _check_finished_run(run_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_path, data_cache):
-    """10 trials: SIGKILL at a random moment once the first checkpoint exists, resume, check."""
+    """6 trials: SIGKILL at a random moment once the first checkpoint exists, resume, check."""
     rng = random.Random(0)
     killed_online = 0
-    for trial in range(10):
+    for trial in range(6):
         run_dir = tmp_path / f"trial{trial}"
         process = _start(_iql_args(run_dir, data_cache), tmp_path)
         _wait_for(run_dir / CHECKPOINT, process)
@@ -118,7 +118,7 @@ def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_p
         _check_finished_run(run_dir)
         after = torch.load(run_dir / CHECKPOINT, weights_only=False)["progress"]
         assert after["online_episodes"] >= before  # the counters continued, not restarted
-    assert killed_online >= 5  # most kills land in the online phase, the case that matters
+    assert killed_online >= 3  # most kills land in the online phase, the case that matters
 
 
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path, data_cache):
