@@ -19,16 +19,19 @@ from framework.registry import KINDS
 from framework.runner import RUN_CONFIG, resume_config, run_experiment
 
 USAGE = """usage: framework run +algo=NAME [GROUP=OPTION ...] [key=value ...] [hydra flags]
-       framework run resume=RUN_FOLDER
+       framework run resume=RUN_FOLDER [algo.online.episodes=N]
        framework list
        framework collect --task TASK --episodes N --noise STD --obs state|pixels|both --out DIR
 
 run      train an algorithm; any Hydra override or flag (--cfg job, -m, ...) passes through;
-         resume=RUN_FOLDER continues a stopped run from its last checkpoint
+         resume=RUN_FOLDER continues a stopped run from its last checkpoint, and with
+         algo.online.episodes=N fine-tunes a run (finished or not) up to N online episodes
 list     installed plugins, registered components by kind, config options by group
 collect  write an offline dataset from MetaWorld's scripted policy (collect --help for more)
 """
 
+#: The one override ``resume=`` takes: a finished or stopped run's raised online budget.
+_RAISE_BUDGET = "algo.online.episodes="
 _INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version")
 
 
@@ -65,17 +68,29 @@ def _run_and_report(cfg: DictConfig, run_dir: Path) -> int:
 
 
 def _resume(args: list[str]) -> int:
-    """``framework run resume=<run folder>``: continue that run with its saved config."""
-    if len(args) != 1:
-        others = " ".join(arg for arg in args if not arg.startswith("resume="))
-        print(
-            f"framework run: resume continues a run with its saved config; drop {others!r}",
-            file=sys.stderr,
+    """``framework run resume=<run folder> [algo.online.episodes=N]``: continue that run with
+    its saved config, its online budget raised to ``N`` if given."""
+    folders = [arg.removeprefix("resume=") for arg in args if arg.startswith("resume=")]
+    budgets = [arg.removeprefix(_RAISE_BUDGET) for arg in args if arg.startswith(_RAISE_BUDGET)]
+    others = " ".join(
+        arg for arg in args if not arg.startswith("resume=") and not arg.startswith(_RAISE_BUDGET)
+    )
+    problem = None
+    if others:
+        problem = (
+            "resume continues a run with its saved config; the one override it takes is "
+            f"{_RAISE_BUDGET}N (a larger online budget): drop {others!r}"
         )
+    elif len(folders) != 1 or len(budgets) > 1:
+        problem = f"give resume= once, and {_RAISE_BUDGET} at most once"
+    elif budgets and not budgets[0].isdigit():
+        problem = f"{_RAISE_BUDGET}{budgets[0]}: give a whole number of episodes"
+    if problem is not None:
+        print(f"framework run: {problem}", file=sys.stderr)
         return 2
-    run_dir = Path(args[0].removeprefix("resume="))
+    run_dir = Path(folders[0])
     try:
-        cfg = resume_config(run_dir)
+        cfg = resume_config(run_dir, int(budgets[0]) if budgets else None)
     except UserInputError as error:
         print(f"framework run: {error}", file=sys.stderr)
         return 2

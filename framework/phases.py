@@ -256,6 +256,8 @@ class PhaseRunner:
         and, with an online phase, ``online_episodes``."""
         if not self._resumed:
             self.progress.phase = phases[0]
+        elif self.progress.phase == "done" and self._online_budget_left(phases, online_settings):
+            self.progress.phase = "online"  # resumed with a raised algo.online.episodes
         with self._stop_on_sigterm():
             if self.progress.phase == "offline":
                 self.offline(offline, offline_settings)
@@ -278,6 +280,14 @@ class PhaseRunner:
         if "online" in phases:
             results["online_episodes"] = float(self.progress.online_episodes)
         return results
+
+    def _online_budget_left(self, phases: Sequence[str], settings: OnlineSettings | None) -> bool:
+        """Whether a run with ``phases`` has online episodes left under ``settings``."""
+        return (
+            "online" in phases
+            and settings is not None
+            and self.progress.online_episodes < settings.episodes
+        )
 
     def online_replay(
         self, capacity_steps: int, sequence_length: int, cross_episodes: bool

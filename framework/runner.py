@@ -12,6 +12,7 @@ from tempfile import TemporaryDirectory
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from framework.atomic import atomic_write_bytes
 from framework.errors import UserInputError
 from framework.interfaces import Algorithm, RunContext
 from framework.metrics import RunLogger
@@ -155,9 +156,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     return results
 
 
-def resume_config(run_dir: Path) -> DictConfig:
+def resume_config(run_dir: Path, online_episodes: int | None = None) -> DictConfig:
     """The saved config of the run in ``run_dir``, set to resume it; a clear error when the
-    folder holds no run or no checkpoint yet."""
+    folder holds no run or no checkpoint yet. ``online_episodes`` raises the run's online
+    budget (``algo.online.episodes``), in the saved config too, so that a finished run goes on
+    fine-tuning up to it and a later resume keeps it."""
     if not (run_dir / RUN_CONFIG).is_file():
         raise UserInputError(
             f"resume={run_dir}: not a run folder (no {RUN_CONFIG}); pass the folder a "
@@ -169,5 +172,25 @@ def resume_config(run_dir: Path) -> DictConfig:
             "start it again instead"
         )
     cfg = OmegaConf.load(run_dir / RUN_CONFIG)
+    if online_episodes is not None:
+        _raise_online_budget(cfg, online_episodes, run_dir)
     cfg.resume = str(run_dir)
     return cfg
+
+
+def _raise_online_budget(cfg: DictConfig, episodes: int, run_dir: Path) -> None:
+    """Set ``cfg.algo.online.episodes`` to ``episodes`` and save ``cfg`` in ``run_dir``; a clear
+    error for a run without an online phase or for a budget below the saved one."""
+    planned = OmegaConf.select(cfg, "algo.online.episodes")
+    if planned is None or cfg.get("phase") == "offline":
+        raise UserInputError(
+            f"resume={run_dir}: this run has no online phase whose episodes could be raised; "
+            "drop algo.online.episodes"
+        )
+    if episodes < planned:
+        raise UserInputError(
+            f"resume={run_dir}: algo.online.episodes={episodes} is below the run's {planned}; "
+            "a resumed run can only raise its online budget"
+        )
+    cfg.algo.online.episodes = episodes
+    atomic_write_bytes(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg).encode())

@@ -8,7 +8,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ ONLINE_EPISODES_PLANNED = 30
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _iql_args(run_dir: Path, data_cache: str) -> list[str]:
-    """IQL on the point task: 50 offline updates, then 30 online episodes of 30 steps with a
-    checkpoint after each (about 4 s of training here)."""
+def _iql_args(run_dir: Path, data_cache: str, episodes: int = ONLINE_EPISODES_PLANNED) -> list[str]:
+    """IQL on the point task: 50 offline updates, then ``episodes`` online episodes of 30 steps
+    with a checkpoint after each (about 4 s of training here for 30)."""
     return [
         "run",
         "+algo=iql",
@@ -37,7 +37,7 @@ def _iql_args(run_dir: Path, data_cache: str) -> list[str]:
         "env=point",
         f"algo.data.cache={data_cache}",
         "algo.offline.updates=50",
-        f"algo.online.episodes={ONLINE_EPISODES_PLANNED}",
+        f"algo.online.episodes={episodes}",
         "algo.online.updates_per_episode=20",
         "algo.online.eval_every=5",
         "progress=false",
@@ -121,6 +121,50 @@ def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_p
     assert killed_online >= 3  # most kills land in the online phase, the case that matters
 
 
+def _tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a checkpoint's nested dicts and lists, named by its path."""
+    if isinstance(state, Mapping):
+        for key, value in state.items():
+            yield from _tensors(value, f"{prefix}/{key}")
+    elif isinstance(state, (list, tuple)):
+        for index, value in enumerate(state):
+            yield from _tensors(value, f"{prefix}/{index}")
+    elif isinstance(state, torch.Tensor):
+        yield prefix, state
+
+
+def test_resume_with_a_raised_budget_ends_where_a_run_planned_for_it_ends(tmp_path, data_cache):
+    """A finished 5-episode run resumed with algo.online.episodes=10 fine-tunes on to 10: the
+    same evaluations, progress and weights as a run planned for 10 from the start."""
+    extended, planned = tmp_path / "extended", tmp_path / "planned"
+    for run_dir, episodes in ((extended, 5), (planned, 10)):
+        result = run_framework(*_iql_args(run_dir, data_cache, episodes), cwd=tmp_path, env=ENV)
+        assert result.returncode == 0, result.stderr[-2000:]
+    lowered = run_framework(
+        "run", f"resume={extended}", "algo.online.episodes=4", cwd=tmp_path, env=ENV
+    )
+    assert lowered.returncode == 2 and "can only raise its online budget" in lowered.stderr
+    result = run_framework(
+        "run", f"resume={extended}", "algo.online.episodes=10", cwd=tmp_path, env=ENV
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "online_episodes 10" in result.stdout
+    assert "episodes: 10" in (extended / "config.yaml").read_text()  # a later resume keeps it
+    assert len(load_dataset(extended / ONLINE_EPISODES)) == 10
+
+    def without_wall_time(run_dir: Path) -> list[dict[str, str]]:
+        rows = read_log(run_dir / "evaluation.csv")
+        return [{key: value for key, value in row.items() if key != "wall_time"} for row in rows]
+
+    assert [row["episode"] for row in without_wall_time(extended)] == ["0", "5", "10"]
+    assert without_wall_time(extended) == without_wall_time(planned)
+    states = [torch.load(run / CHECKPOINT, weights_only=False) for run in (extended, planned)]
+    assert states[0]["progress"] == states[1]["progress"]
+    weights = [dict(_tensors(state)) for state in states]
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path, data_cache):
     run_dir = tmp_path / "run"
     process = _start(_iql_args(run_dir, data_cache), tmp_path)
@@ -199,3 +243,11 @@ def test_resume_refuses_bad_folders_and_extra_overrides(framework_cli, tmp_path)
     assert result.returncode == 2 and "not a run folder" in result.stderr
     result = framework_cli("run", f"resume={tmp_path}", "seed=3", cwd=tmp_path)
     assert result.returncode == 2 and "drop 'seed=3'" in result.stderr
+    result = framework_cli("run", f"resume={tmp_path}", "algo.online.episodes=ten", cwd=tmp_path)
+    assert result.returncode == 2 and "give a whole number of episodes" in result.stderr
+    pretraining = tmp_path / "pretraining"  # a phase=offline run: no online budget to raise
+    pretraining.mkdir()
+    (pretraining / "config.yaml").write_text("phase: offline\nalgo: {online: {episodes: 5}}\n")
+    (pretraining / CHECKPOINT).write_bytes(b"")
+    result = framework_cli("run", f"resume={pretraining}", "algo.online.episodes=9", cwd=tmp_path)
+    assert result.returncode == 2 and "no online phase whose episodes" in result.stderr
