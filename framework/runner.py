@@ -146,9 +146,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     logger = RunLogger(run_dir, tensorboard=cfg.tensorboard)
     try:
         algorithm = build_algorithm(cfg, run_dir, logger)
-        if not resuming:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # What the run runs with, for a later resume= (a resumed run's raised budget included).
+        saved = OmegaConf.to_yaml(OmegaConf.merge(cfg, {"resume": None}), resolve=True)
+        atomic_write_bytes(run_dir / RUN_CONFIG, saved.encode())
         results = algorithm.run()
     finally:
         logger.close()
@@ -159,8 +160,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def resume_config(run_dir: Path, online_episodes: int | None = None) -> DictConfig:
     """The saved config of the run in ``run_dir``, set to resume it; a clear error when the
     folder holds no run or no checkpoint yet. ``online_episodes`` raises the run's online
-    budget (``algo.online.episodes``), in the saved config too, so that a finished run goes on
-    fine-tuning up to it and a later resume keeps it."""
+    budget (``algo.online.episodes``), so that a finished run goes on fine-tuning up to it
+    (:func:`run_experiment` saves it, once the run's checks pass, for later resumes)."""
     if not (run_dir / RUN_CONFIG).is_file():
         raise UserInputError(
             f"resume={run_dir}: not a run folder (no {RUN_CONFIG}); pass the folder a "
@@ -179,8 +180,8 @@ def resume_config(run_dir: Path, online_episodes: int | None = None) -> DictConf
 
 
 def _raise_online_budget(cfg: DictConfig, episodes: int, run_dir: Path) -> None:
-    """Set ``cfg.algo.online.episodes`` to ``episodes`` and save ``cfg`` in ``run_dir``; a clear
-    error for a run without an online phase or for a budget below the saved one."""
+    """Set ``cfg.algo.online.episodes`` to ``episodes``; a clear error for a run without an
+    online phase or for a budget below the saved one."""
     planned = OmegaConf.select(cfg, "algo.online.episodes")
     if planned is None or cfg.get("phase") == "offline":
         raise UserInputError(
@@ -193,4 +194,3 @@ def _raise_online_budget(cfg: DictConfig, episodes: int, run_dir: Path) -> None:
             "a resumed run can only raise its online budget"
         )
     cfg.algo.online.episodes = episodes
-    atomic_write_bytes(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg).encode())
