@@ -365,6 +365,28 @@ def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
     assert len(moto._prior_data[0]) == steps
 
 
+def test_the_prior_can_fit_only_the_offline_successes_while_the_model_sees_all(
+    tmp_path, data_cache
+):
+    cfg = _config(data_cache, "algo.prior.offline_successes_only=true")
+    moto = _moto(cfg, tmp_path)
+    replay, _ = moto._offline_replay()
+    for index, episode in enumerate(moto.offline_episodes):
+        episode["success"] = np.zeros_like(episode["success"])
+        episode["success"][-1] = index % 2 == 1
+    successes = moto.offline_episodes[1::2]
+    assert [id(e) for e in moto._prior_episodes("offline")] == [id(e) for e in successes]
+    moto._prior_age = moto.prior_settings.refresh_every
+    moto.train_step(replay.sample(2), "offline")
+    assert len(moto._prior_data[0]) == sum(len(e["action"]) for e in successes)
+    # The world model's replay still holds every offline step.
+    assert replay.num_steps == sum(len(e["action"]) for e in moto.offline_episodes)
+    for episode in moto.offline_episodes:
+        episode["success"][:] = False
+    with pytest.raises(UserInputError, match="none of the 2 offline episodes reached success"):
+        moto._prior_episodes("offline")
+
+
 @pytest.mark.parametrize("experiment", ["smoke", "small"])
 @pytest.mark.parametrize(
     "variant, changed",

@@ -20,6 +20,7 @@ import torch
 
 from framework.data import load_dataset
 from framework.data.format import MANIFEST, Episode, succeeded
+from framework.errors import UserInputError
 from framework.interfaces import RunContext
 from framework.library.latent_agent import ImaginationSettings, episode_policy_inputs
 from framework.library.latent_algorithm import LatentOfflineToOnline
@@ -67,12 +68,18 @@ class PriorSettings:
     ``online_successes``: while fine-tuning, also fit it on the stored online episodes that
     reached success (filtered behaviour cloning; not in the paper), so that β pulls the actor
     toward what worked online as well as toward the demonstrations.
+
+    ``offline_successes_only``: fit it only on the offline episodes that reached success,
+    while the world model and critic still learn from all of them (not in the paper). A
+    dataset of successes alone left the critic blind to failed grasps on shelf-place
+    (docs/moto_experiments.md, "Shelf-place seed 2: ...").
     """
 
     batch_size: int = 256
     steps_per_update: int = 4
     refresh_every: int = 100
     online_successes: bool = False
+    offline_successes_only: bool = False
 
 
 class MOTO(LatentOfflineToOnline):
@@ -112,15 +119,30 @@ class MOTO(LatentOfflineToOnline):
         return metrics
 
     def _prior_episodes(self, phase: str) -> list[Episode]:
-        """The episodes the prior is fitted on: the offline ones, and with
-        ``online_successes`` while fine-tuning those stored online that reached success (read
-        back from the run's ``online_episodes`` folder, where the runner keeps every one)."""
+        """The episodes the prior is fitted on: the offline ones (those that reached success
+        with ``offline_successes_only``), and with ``online_successes`` while fine-tuning those
+        stored online that reached success (read back from the run's ``online_episodes``
+        folder, where the runner keeps every one)."""
+        offline = self._prior_offline_episodes()
         folder = self.context.run_dir / ONLINE_EPISODES
         wanted = phase == "online" and self.prior_settings.online_successes
         if not wanted or not (folder / MANIFEST).is_file():
-            return self.offline_episodes
+            return offline
         online = load_dataset(folder).episodes
-        return self.offline_episodes + [e for e in online if succeeded(e)]
+        return offline + [e for e in online if succeeded(e)]
+
+    def _prior_offline_episodes(self) -> list[Episode]:
+        if not self.prior_settings.offline_successes_only:
+            return self.offline_episodes
+        successes = [e for e in self.offline_episodes if succeeded(e)]
+        if not successes:
+            raise UserInputError(
+                f"algo.prior.offline_successes_only=true, but none of the "
+                f"{len(self.offline_episodes)} offline episodes reached success, so the "
+                "behaviour prior has nothing to fit; drop the override, or give offline data "
+                "with successes (more algo.data.episodes, lower algo.data.noise)"
+            )
+        return successes
 
     def on_online_episode(self, episode: int) -> None:
         """Set α and β once ``episode`` online episodes are stored, by
