@@ -472,6 +472,24 @@ def test_fine_tuning_can_start_the_actor_at_the_prior_once(tmp_path, data_cache)
     assert gap(moto) > 1e-6
 
 
+def test_the_actor_started_at_the_prior_has_its_sigma_only_under_the_same_bounds(
+    tmp_path, data_cache
+):
+    def sigmas(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
+        moto = _moto(_config(data_cache, "algo.online.actor_from_prior=true", *overrides), tmp_path)
+        moto.on_online_episode(0)
+        agent = moto.agent
+        inputs = torch.randn(64, agent.actor.net[0].in_features)
+        with torch.no_grad():
+            return tuple(h.mean_and_log_std(inputs)[1].exp() for h in (agent.actor, agent.prior))
+
+    actor, prior = sigmas()
+    torch.testing.assert_close(actor, np.e**2 * prior ** (7 / 3))
+    assert (actor - prior).abs().max() > 1e-2
+    actor, prior = sigmas("algo.actor.log_std_min=-3", "algo.actor.log_std_max=0")
+    torch.testing.assert_close(actor, prior)
+
+
 # ------------------------------------------------------------ penalty and regulariser
 
 

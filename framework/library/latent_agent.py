@@ -551,7 +551,9 @@ def build_latent_agent(
     imagination = typed_settings(ImaginationSettings, cfg.algo, "algo")
     policy_dim = obs_shape[0] if imagination.policy_input == "observation" else feature_dim
     actor = TanhGaussianActor(policy_dim, action_dim, **cfg.algo.actor)
-    prior = BehaviourPrior(policy_dim, action_dim, **cfg.algo.actor) if with_prior else None
+    # The prior shares the actor's sizes, not its log-std bounds (the actor's keys may set them).
+    prior_sizes = {k: cfg.algo.actor[k] for k in ("hidden_dim", "layers") if k in cfg.algo.actor}
+    prior = BehaviourPrior(policy_dim, action_dim, **prior_sizes) if with_prior else None
     critic = Critic(feature_dim, **cfg.algo.critic)
     uncertainty = registry.build("uncertainty", cfg.uncertainty)
     optimisers = typed_settings(OptimiserSettings, cfg.algo.optim, "algo.optim")
