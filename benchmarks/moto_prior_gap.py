@@ -14,8 +14,9 @@ actor. Its success near the prior's says the actor fails early in episodes, on s
 windows inside one episode rarely show it (``algo.cross_episode_windows``,
 docs/moto_experiments.md). With ``--prior-dimensions 0 1 3`` the actor is scored with those
 action dimensions taken from the prior: which of its dimensions cost it the success. Last, the
-mean std of the actor's and the prior's action distributions on those states: an actor at its
-floor explores almost only through the sampled latent state.
+mean std of the actor's and the prior's action distributions on those states (an actor at its
+floor explores almost only through the sampled latent state), and the same per action dimension
+over the first K steps and the rest (a σ of 1 or more draws near-random actions when exploring).
 
     python benchmarks/moto_prior_gap.py runs/box-close_offline runs/door-open_offline \\
         [--episodes 10] [--early-steps 32] [--prior-first] [--prior-dimensions 0 1 3]
@@ -137,6 +138,23 @@ def action_spread(
     }
 
 
+@torch.no_grad()
+def action_spread_per_dimension(
+    algorithm: LatentOfflineToOnline, features: list[torch.Tensor], early_steps: int
+) -> dict[str, dict[str, list[float]]]:
+    """Per head and action dimension, the mean σ over each offline episode's first
+    ``early_steps`` steps (``early``) and the rest (``later``). The training episodes sample
+    with the actor's σ: a σ of 1 or more (before the tanh) draws near-random actions."""
+    spread: dict[str, dict[str, list[float]]] = {}
+    for name, head in (("actor", algorithm.agent.actor), ("prior", algorithm.agent.prior)):
+        sigmas = [head.mean_and_log_std(episode)[1].exp() for episode in features]
+        spread[name] = {
+            "early": torch.cat([s[:early_steps] for s in sigmas]).mean(0).tolist(),
+            "later": torch.cat([s[early_steps:] for s in sigmas]).mean(0).tolist(),
+        }
+    return spread
+
+
 def actor_and_prior(
     run_dir: Path,
     episodes: int,
@@ -174,6 +192,7 @@ def actor_and_prior(
         "mode_gap": largest_gap,
         "mode_gap_per_dimension": gap_per_dimension,
         "action_std": action_spread(algorithm, features),
+        "action_std_per_dimension": action_spread_per_dimension(algorithm, features, early_steps),
     }
     for name, policy in policies.items():
         scores = evaluate(policy, algorithm.env_factory, episodes, cfg.seed + EVAL_SEED_OFFSET)
@@ -215,6 +234,12 @@ def main() -> None:
         print(f"{run_dir.name:<44}" + "".join(successes + returns + gaps), flush=True)
         for part, gap in row["mode_gap_per_dimension"].items():
             print(f"  mean gap per action dimension, {part}: " + " ".join(f"{g:.3f}" for g in gap))
+        for name, parts in row["action_std_per_dimension"].items():
+            for part, sigma in parts.items():
+                print(
+                    f"  {name} std per action dimension, {part}: "
+                    + " ".join(f"{v:.3f}" for v in sigma)
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"written: {args.out}")
