@@ -70,9 +70,9 @@ class PriorSettings:
     toward what worked online as well as toward the demonstrations.
 
     ``offline_successes_only``: fit it only on the offline episodes that reached success,
-    while the world model and critic still learn from all of them (not in the paper). A
-    dataset of successes alone left the critic blind to failed grasps on shelf-place
-    (docs/moto_experiments.md, "Shelf-place seed 2: ...").
+    while the world model and critic still learn from all of them (not in the paper). On
+    shelf-place it scored below the prior on all of them (docs/moto_experiments.md, "The
+    behaviour prior on the offline successes, and the actor's σ at the copy").
     """
 
     batch_size: int = 256
