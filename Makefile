@@ -14,5 +14,6 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/framework run +algo=moto +experiment=small $(ARGS)
 
+# One pytest worker per core, at most 4 (each loads torch and makes its own small datasets).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses=4 $(ARGS)

@@ -30,6 +30,12 @@ def run_framework(
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first: with parallel workers (``make test`` runs ``-n auto``) a
+    long test that starts last would leave the other workers idle until it ends."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny networks run fastest on one intra-op thread; on a loaded 2-core machine a second

@@ -110,6 +110,7 @@ def test_corrupt_dataset_file_is_named(framework_cli, tmp_path, corrupt_dataset)
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_unknown_name_in_every_config_group_lists_the_valid_ones(framework_cli, tmp_path):
     groups = group_options(load_plugins().searchpaths)
     assert {"algo", "env", "encoder", "dynamics", "uncertainty", "planner"} <= set(groups)
@@ -127,6 +128,7 @@ def test_unknown_name_in_every_config_group_lists_the_valid_ones(framework_cli, 
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_an_existing_run_folder_is_left_untouched(framework_cli, tmp_path, data_cache):
     run_dir = tmp_path / "run"
     args = ["+algo=iql", *SMOKE, "env=point", f"algo.data.cache={data_cache}"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from framework.metrics import read_log
@@ -64,6 +65,7 @@ def dataset_digests(cache: Path) -> list[str]:
     return [entry["sha256"] for entry in manifest["episodes"]]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(framework_cli, tmp_path):
     first = run_offline(framework_cli, tmp_path, "first", seed=3, hash_seed="1")
     second = run_offline(framework_cli, tmp_path, "second", seed=3, hash_seed="2")

@@ -134,6 +134,7 @@ def _tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]
         yield prefix, state
 
 
+@pytest.mark.slow
 def test_resume_with_a_raised_budget_ends_where_a_run_planned_for_it_ends(tmp_path, data_cache):
     """A finished 5-episode run resumed with algo.online.episodes=10 fine-tunes on to 10: the
     same evaluations, progress and weights as a run planned for 10 from the start."""
@@ -167,6 +168,7 @@ def test_resume_with_a_raised_budget_ends_where_a_run_planned_for_it_ends(tmp_pa
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path, data_cache):
     run_dir = tmp_path / "run"
     process = _start(_iql_args(run_dir, data_cache), tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from framework.compose import compose_config
@@ -46,6 +47,7 @@ def test_smoke_preset_runs_both_phases_from_the_command_line(framework_cli, tmp_
     assert json.loads((run_dir / "results.json").read_text())["online_episodes"] == 2
 
 
+@pytest.mark.slow
 def test_iql_learns_the_point_task_from_ten_demonstrations(tmp_path, data_cache):
     cfg = _config(
         data_cache,

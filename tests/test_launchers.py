@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 FRAMEWORK = Path(sys.executable).parent / "framework"
@@ -79,6 +80,7 @@ def check_runs(sweep_dir: Path) -> list[Path]:
     return jobs
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_a_seed_and_estimator_sweep_in_parallel(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = sweep(sweep_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
@@ -86,6 +88,7 @@ def test_joblib_launcher_runs_a_seed_and_estimator_sweep_in_parallel(tmp_path):
     check_runs(sweep_dir)
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_the_sweep_and_keeps_each_jobs_log(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = sweep(sweep_dir, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
@@ -148,6 +151,7 @@ echo "JobID|State|NodeList"
 """
 
 
+@pytest.mark.slow
 def test_slurm_preset_submits_one_job_array_that_runs_the_sweep(tmp_path):
     """`hydra/launcher=slurm` (configs/hydra/launcher/slurm.yaml) against a stand-in SLURM:
     the sbatch script submitit writes from the preset, and the runs it starts."""
@@ -190,6 +194,7 @@ def test_slurm_preset_submits_one_job_array_that_runs_the_sweep(tmp_path):
         assert sum(f"outputs: {job}\n" in log for log in logs) == 1, job
 
 
+@pytest.mark.slow
 def test_ray_launcher_runs_the_sweep_on_a_local_instance_and_shuts_it_down(tmp_path):
     # Ray's socket paths must stay under ~107 characters: a short temp dir, not tmp_path.
     ray_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))

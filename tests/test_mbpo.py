@@ -53,6 +53,7 @@ def test_options_it_cannot_honour_fail_before_anything_runs(tmp_path, option):
         build_algorithm(cfg, tmp_path, RunLogger(tmp_path, tensorboard=False))
 
 
+@pytest.mark.slow
 def test_mbpo_learns_the_point_task_from_model_rollouts(tmp_path, data_cache):
     """Offline only, from 20 very noisy demonstrations (they cover the square); 95% of every
     SAC batch is imagined. An untrained actor's mean action is about 0, so it succeeds only

@@ -796,6 +796,7 @@ POINT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_input", ["latent", "observation"])
 def test_moto_learns_the_point_task_from_ten_demonstrations(tmp_path, data_cache, policy_input):
     """Sparse reward, 10 noisy scripted episodes: the untrained actor almost never reaches the
