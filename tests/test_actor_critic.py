@@ -161,6 +161,20 @@ def test_sample_log_prob_agrees_with_log_prob_of_the_same_action():
     )
 
 
+def test_std_scale_widens_the_pre_tanh_spread_by_exactly_that_factor():
+    actor = _fixed_actor(mean=0.2, log_std=math.log(0.1))
+    features = torch.zeros(1000, 3)
+    draws = {}
+    for scale in (1.0, 3.0):
+        torch.manual_seed(7)
+        draws[scale] = torch.atanh(actor.sample(features, std_scale=scale).action.detach())
+    torch.manual_seed(7)
+    torch.testing.assert_close(torch.atanh(actor.sample(features).action.detach()), draws[1.0])
+    # The same noise, three times as far from μ: u = μ + 3σε.
+    torch.testing.assert_close(draws[3.0] - 0.2, 3.0 * (draws[1.0] - 0.2), rtol=1e-4, atol=1e-5)
+    assert draws[3.0].std().item() == pytest.approx(0.3, rel=0.1)
+
+
 def test_log_prob_of_saturated_dataset_actions_is_finite():
     actor = TanhGaussianActor(feature_dim=3, action_dim=2, hidden_dim=16)
     log_prob = actor.log_prob(torch.randn(2, 3), torch.tensor([[1.0, -1.0], [1.0, 0.0]]))

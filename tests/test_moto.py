@@ -337,6 +337,31 @@ def test_the_lookahead_can_collect_the_online_episodes_alone(tmp_path, data_cach
     np.testing.assert_allclose(action, proposal.detach().numpy(), rtol=1e-6)
 
 
+def test_the_exploration_std_scale_widens_the_exploring_actions_only(tmp_path, data_cache):
+    overrides = ("algo.policy_input=observation", "algo.exploration_std_scale=4")
+    moto = _moto(_config(data_cache, *overrides), tmp_path / "wide")
+    exploring, greedy = moto.policy(explore=True), moto.policy(explore=False)
+    env = moto.env_factory.make(seed=5)
+    obs, _ = env.reset(seed=5)
+    inputs = moto.agent.world_model.reconstruction_target(
+        torch.as_tensor(obs["state"] if isinstance(obs, dict) else obs).unsqueeze(0)
+    )
+    actor = moto.agent.actor
+    # The exploring policy draws from the actor with σ four times its own ...
+    torch.manual_seed(3)
+    action = exploring.act(obs)
+    torch.manual_seed(3)
+    widened = actor.sample(inputs, std_scale=4.0).action[0]
+    torch.manual_seed(3)
+    own = actor.sample(inputs).action[0]
+    np.testing.assert_allclose(action, widened.detach().numpy(), rtol=1e-5)
+    assert not np.allclose(action, own.detach().numpy(), atol=1e-3)
+    # ... and evaluation still acts with the mode.
+    np.testing.assert_allclose(greedy.act(obs), actor.mode(inputs)[0].detach().numpy(), rtol=1e-6)
+    with pytest.raises(UserInputError, match="exploration_std_scale .* must be > 0"):
+        _moto(_config(data_cache, "algo.exploration_std_scale=0"), tmp_path / "bad")
+
+
 @pytest.mark.parametrize("online_successes", [False, True])
 def test_the_prior_also_fits_successful_online_episodes_only_when_asked(
     tmp_path, data_cache, online_successes

@@ -87,19 +87,23 @@ class TanhGaussianActor(_GaussianHead):
     ) -> None:
         super().__init__(feature_dim, action_dim, hidden_dim, layers, log_std_min, log_std_max)
 
-    def distribution(self, features: torch.Tensor) -> TransformedDistribution:
+    def distribution(
+        self, features: torch.Tensor, std_scale: float = 1.0
+    ) -> TransformedDistribution:
         """The action distribution at each feature row; batch shape ``features.shape[:-1]``,
-        event shape ``(action_dim,)``."""
+        event shape ``(action_dim,)``. ``std_scale`` multiplies σ (a temperature for acting;
+        1 is the actor's own distribution)."""
         mean, log_std = self.mean_and_log_std(features)
         # cache_size=1 lets log_prob of a freshly drawn action reuse its pre-tanh value u
         # instead of atanh(a), which is inexact (and infinite) where tanh saturates.
         return TransformedDistribution(
-            Independent(Normal(mean, log_std.exp()), 1), [TanhTransform(cache_size=1)]
+            Independent(Normal(mean, std_scale * log_std.exp()), 1), [TanhTransform(cache_size=1)]
         )
 
-    def sample(self, features: torch.Tensor) -> ActionSample:
-        """Draw ``a = tanh(μ + σ·ε)`` with ``rsample`` (gradients reach the actor through ``a``)."""
-        dist = self.distribution(features)
+    def sample(self, features: torch.Tensor, std_scale: float = 1.0) -> ActionSample:
+        """Draw ``a = tanh(μ + std_scale·σ·ε)`` with ``rsample`` (gradients reach the actor
+        through ``a``); ``log_prob`` is that of the distribution drawn from."""
+        dist = self.distribution(features, std_scale)
         action = dist.rsample()
         return ActionSample(action=action, log_prob=dist.log_prob(action))
 

@@ -72,7 +72,9 @@ class ActingSettings:
     0 acts with the actor alone, as the paper does.
     ``lookahead_evaluates``: whether the lookahead also chooses the greedy evaluation
     actions; false: it only collects the online episodes and evaluation measures the actor
-    alone, at a third of the lookahead's acting cost with evaluations of 10 episodes every 5."""
+    alone, at a third of the lookahead's acting cost with evaluations of 10 episodes every 5.
+    ``exploration_std_scale``: multiplies the actor's σ when it collects the online episodes
+    (evaluations act with the mode); 1 samples the actor as it is, as the paper does."""
 
     acting_polyak_rate: float = 0.0
     acting_polyak_doubling_episodes: float = 0.0
@@ -80,6 +82,7 @@ class ActingSettings:
     lookahead_noise: float = 0.1
     lookahead_particles: int = 1
     lookahead_evaluates: bool = True
+    exploration_std_scale: float = 1.0
 
     def rate_after(self, online_episodes: int) -> float:
         """The averaging rate once ``online_episodes`` online episodes are stored."""
@@ -139,6 +142,11 @@ class LatentOfflineToOnline(Algorithm):
             raise UserInputError(
                 "algo.acting_polyak_doubling_episodes must be >= 0 (0: a fixed rate); got "
                 f"{self.acting_settings.acting_polyak_doubling_episodes}"
+            )
+        if self.acting_settings.exploration_std_scale <= 0:
+            raise UserInputError(
+                "algo.exploration_std_scale multiplies the actor's σ and must be > 0 (1: the "
+                f"actor's own); got {self.acting_settings.exploration_std_scale}"
             )
         self.lookahead = self._lookahead()
         self._live = nn.ModuleDict(
@@ -210,6 +218,7 @@ class LatentOfflineToOnline(Algorithm):
             self.context.device,
             self.lookahead if searches else None,
             self.agent.policy_reads_observation,
+            self.acting_settings.exploration_std_scale,
         )
 
     def _offline_replay(self) -> tuple[SequenceReplay, Episode]:

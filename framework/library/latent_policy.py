@@ -25,6 +25,7 @@ class LatentPolicy(Policy):
     (:class:`~framework.library.lookahead.ImaginedLookahead`). ``reads_observation``: the actor
     reads the normalised observation instead of the latent state's features (an agent with
     ``policy_input`` observation); the state is then filtered only for a lookahead.
+    ``explore_std_scale`` multiplies the actor's σ when exploring (1: its own entropy).
     """
 
     def __init__(
@@ -36,12 +37,16 @@ class LatentPolicy(Policy):
         device: torch.device,
         lookahead: Callable[[LatentState, torch.Tensor], torch.Tensor] | None = None,
         reads_observation: bool = False,
+        explore_std_scale: float = 1.0,
     ) -> None:
         if explore and not isinstance(actor, TanhGaussianActor):
             raise ValueError("only the actor explores; a behaviour prior acts with explore=False")
+        if explore_std_scale <= 0:
+            raise ValueError(f"explore_std_scale must be positive; got {explore_std_scale}")
         self.world_model, self.actor = world_model, actor
         self.obs_key, self.explore, self.device = obs_key, explore, device
         self.lookahead, self.reads_observation = lookahead, reads_observation
+        self.explore_std_scale = explore_std_scale
         self._state: LatentState | None = None
         self._action = torch.zeros(1, actor.action_dim, device=device)
 
@@ -63,7 +68,10 @@ class LatentPolicy(Policy):
             inputs = self.world_model.reconstruction_target(obs_tensor)
         else:
             inputs = self._state.features
-        action = self.actor.sample(inputs).action if self.explore else self.actor.mode(inputs)
+        if self.explore:
+            action = self.actor.sample(inputs, self.explore_std_scale).action
+        else:
+            action = self.actor.mode(inputs)
         if self.lookahead is not None:
             action = self.lookahead(self._state, action)
         self._action = action
