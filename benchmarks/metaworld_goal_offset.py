@@ -5,7 +5,8 @@ successes counted in each bin, for the run's offline demonstrations, its stored 
 episodes (``online_episodes/``) and, with ``--evaluate``, the actor's greedy policy on the run's
 own evaluation starts (each listed with its offset and the highest the object was lifted),
 and with ``--explore-scales`` also exploring, the actor's σ times each scale, ``--draws``
-episodes a start (``algo.exploration_std_scale``: which starts exploration reaches).
+episodes a start (``algo.exploration_std_scale``: which starts exploration reaches), and with
+``--offsets-for-seeds`` the offsets of the evaluation starts that runs of other seeds play.
 
 A policy cloned from few demonstrations may only succeed at the offsets they cover; training
 episodes that never succeed at the larger ones give filtered cloning of online successes
@@ -13,7 +14,8 @@ episodes that never succeed at the larger ones give filtered cloning of online s
 "Shelf-place: the goal's lateral offset").
 
     python benchmarks/metaworld_goal_offset.py RUN [RUN ...] [--evaluate 10] \\
-        [--explore-scales 1 3 5] [--draws 6] [--bins 0 0.04 0.08 0.12 0.2]
+        [--explore-scales 1 3 5] [--draws 6] [--offsets-for-seeds 0 1] \\
+        [--bins 0 0.04 0.08 0.12 0.2]
     # prints a table, writes benchmarks/results/metaworld_goal_offset.json
 """
 
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from framework.data.collect import record_episode
-from framework.data.format import load_dataset, succeeded
+from framework.data.format import load_dataset, observation_entries, succeeded
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
 from framework.phases import EVAL_SEED_OFFSET, ONLINE_EPISODES
@@ -103,6 +105,17 @@ def evaluation_starts(
     return rows
 
 
+def evaluation_offsets(algorithm: LatentOfflineToOnline, seed: int, starts: int) -> list[float]:
+    """The offsets of the first ``starts`` evaluation starts of a run with ``seed`` on the same
+    env (resets only, nothing acts), replayed as :func:`evaluation_starts` replays them."""
+    base = seed + EVAL_SEED_OFFSET
+    env = algorithm.env_factory.make(base)
+    return [
+        lateral_offset(observation_entries(env.reset(seed=base + start)[0])["obs.state"])
+        for start in range(starts)
+    ]
+
+
 def _by_offset(starts: list[dict[str, float]], bins: Sequence[float]) -> list[dict[str, float]]:
     """:func:`successes_by_offset` over the episodes of :func:`evaluation_starts` (a start's
     ``successes`` of ``episodes`` counted as that many successful episodes and the rest not)."""
@@ -128,6 +141,13 @@ def main() -> None:
         help="also act exploring, the actor's σ times each of these",
     )
     parser.add_argument("--draws", type=int, default=6, help="exploring episodes a start")
+    parser.add_argument(
+        "--offsets-for-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also list the offsets of the --evaluate starts that runs with these seeds play",
+    )
     parser.add_argument("--bins", type=float, nargs="+", default=[0.0, 0.04, 0.08, 0.12, 0.2])
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/metaworld_goal_offset.json")
@@ -165,6 +185,11 @@ def main() -> None:
                     f"{row['successes']}/{row['episodes']}, highest object z "
                     f"{row['highest_object_z']:.3f}"
                 )
+        for seed in args.offsets_for_seeds:
+            offsets = entry[f"evaluation offsets, seed {seed}"] = evaluation_offsets(
+                algorithm, seed, args.evaluate
+            )
+            print(f"  evaluation starts of seed {seed}: " + " ".join(f"{x:.3f}" for x in offsets))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.out}")
