@@ -28,7 +28,6 @@ episodes that never succeed at the larger ones give filtered cloning of online s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 from collections.abc import Sequence
@@ -71,6 +70,14 @@ def successes_by_offset(
             }
         )
     return rows
+
+
+def episodes_by_offset(
+    episodes: Sequence[dict[str, np.ndarray]], bins: Sequence[float]
+) -> list[dict[str, float]]:
+    """:func:`successes_by_offset` of stored episodes, each's offset from its first state."""
+    offsets = [lateral_offset(episode["obs.state"][0]) for episode in episodes]
+    return successes_by_offset(offsets, [succeeded(episode) for episode in episodes], bins)
 
 
 def evaluation_starts(
@@ -131,7 +138,7 @@ def demonstrations_for_seed(
     """Offset and success of each demonstration the run's data settings generate with
     ``algo.data.seed`` = ``seed``: :func:`~framework.data.collect.collect_dataset`, as
     :func:`~framework.data.offline.offline_dataset` calls it, into a scratch folder."""
-    settings = dataclasses.replace(algorithm.data_settings, seed=seed)
+    settings = algorithm.data_settings
     with tempfile.TemporaryDirectory() as scratch:
         collect_dataset(
             algorithm.env_factory,
@@ -156,8 +163,7 @@ def scripted_by_offset(
     policy, rng = algorithm.env_factory.demonstrator(), np.random.default_rng(SCRIPTED_SEED)
     played = [collect_episode(env, policy, noise, rng) for _ in range(episodes)]
     env.close()
-    offsets = [lateral_offset(episode["obs.state"][0]) for episode in played]
-    return successes_by_offset(offsets, [succeeded(episode) for episode in played], bins)
+    return episodes_by_offset(played, bins)
 
 
 def _by_offset(starts: list[dict[str, float]], bins: Sequence[float]) -> list[dict[str, float]]:
@@ -221,10 +227,7 @@ def main() -> None:
         entry = report[str(run_dir)] = {}
         print(run_dir)
         for name, episodes in groups.items():
-            offsets = [lateral_offset(episode["obs.state"][0]) for episode in episodes]
-            rows = entry[name] = successes_by_offset(
-                offsets, [succeeded(episode) for episode in episodes], args.bins
-            )
+            rows = entry[name] = episodes_by_offset(episodes, args.bins)
             print(_line(f"  {name}", rows), flush=True)
         policies = {"greedy": None} | {f"σ × {scale:g}": scale for scale in args.explore_scales}
         if not args.evaluate:
