@@ -74,3 +74,20 @@ def test_an_encoder_the_env_cannot_feed_fails_clearly(tmp_path, data_cache):
     cfg = _config(data_cache, "env=point", "encoder=conv")
     with pytest.raises(UserInputError, match="reads pixels observations, but env 'point' gives"):
         build_algorithm(cfg, tmp_path, RunLogger(tmp_path, tensorboard=False))
+
+
+def test_data_seed_interpolated_from_the_run_seed_draws_the_data_per_seed(tmp_path, data_cache):
+    """``'algo.data.seed=${seed}'`` (docs/moto.md) gives each run seed its own demonstrations;
+    without it every run seed shares data seed 0's."""
+
+    def first_observations(*overrides: str) -> np.ndarray:
+        cfg = _config(data_cache, "env=point", *overrides)
+        algorithm = build_algorithm(cfg, tmp_path / "run", RunLogger(tmp_path, tensorboard=False))
+        episodes = algorithm.observed.offline_episodes(algorithm.data_settings)
+        return np.stack([episode[algorithm.observed.obs_key][0] for episode in episodes])
+
+    per_seed = [first_observations(f"seed={seed}", "algo.data.seed=${seed}") for seed in (3, 4)]
+    shared = [first_observations(f"seed={seed}") for seed in (3, 4)]
+    assert not np.allclose(per_seed[0], per_seed[1])
+    np.testing.assert_array_equal(shared[0], shared[1])
+    np.testing.assert_array_equal(per_seed[0], first_observations("seed=0", "algo.data.seed=3"))
