@@ -28,6 +28,7 @@ episodes that never succeed at the larger ones give filtered cloning of online s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.data.collect import collect_dataset, collect_episode, record_episode
+from framework.data.collect import collect_episode, record_episode
 from framework.data.format import load_dataset, observation_entries, succeeded
 from framework.library.latent_algorithm import LatentOfflineToOnline
 from framework.library.latent_policy import LatentPolicy
@@ -136,21 +137,11 @@ def demonstrations_for_seed(
     algorithm: LatentOfflineToOnline, seed: int
 ) -> list[tuple[float, bool]]:
     """Offset and success of each demonstration the run's data settings generate with
-    ``algo.data.seed`` = ``seed``: :func:`~framework.data.collect.collect_dataset`, as
-    :func:`~framework.data.offline.offline_dataset` calls it, into a scratch folder."""
-    settings = algorithm.data_settings
+    ``algo.data.seed`` = ``seed``: the run's own offline data path, generating into a scratch
+    cache (never a dataset folder the run was given)."""
     with tempfile.TemporaryDirectory() as scratch:
-        collect_dataset(
-            algorithm.env_factory,
-            settings.episodes,
-            settings.noise,
-            Path(scratch),
-            {"seed": seed},
-            seed,
-            settings.only_successful,
-            label=f"data seed {seed}",
-        )
-        episodes = load_dataset(scratch).episodes
+        settings = dataclasses.replace(algorithm.data_settings, path=None, seed=seed, cache=scratch)
+        episodes = algorithm.observed.offline_episodes(settings)
     return [(lateral_offset(episode["obs.state"][0]), succeeded(episode)) for episode in episodes]
 
 
